@@ -1,0 +1,1 @@
+"""The PACS-facing node and the admin surface. Never imports torch."""

@@ -1,0 +1,1 @@
+"""The job database: typed ORM models, sessions, queries and migrations."""

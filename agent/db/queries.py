@@ -1,0 +1,266 @@
+"""Plain query and mutation functions over the job database; callers own the session.
+
+Job state changes live in `agent.jobs`; this module indexes received instances and answers
+the admin surface's questions.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import Insert, case, func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import InstrumentedAttribute, Session, contains_eager, selectinload
+
+from agent.db.enums import JobState, SeriesState
+from agent.db.models import Base, Instance, Job, Result, Series, Study
+from agent.db.session import rows_affected
+from agent.errors import NotFoundError
+from agent.received import ReceivedInstance
+
+log = logging.getLogger(__name__)
+
+Row = TypeVar("Row", bound=Base)
+
+DECIDED_STATES = (SeriesState.QUEUED, SeriesState.SKIPPED, SeriesState.DONE)
+"""Series states after routing has decided; new data in such a series re-opens it."""
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """Which jobs `list_jobs` returns; `since` is inclusive, `until` exclusive (created_at)."""
+
+    states: tuple[JobState, ...] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+    patient_id: str | None = None
+    accession_number: str | None = None
+    limit: int | None = 100
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    study: Study
+    series_count: int
+    instance_count: int
+
+
+def parse_dicom_date(value: str) -> date | None:
+    """A DICOM DA value (`YYYYMMDD`, or the old `YYYY.MM.DD`) as a date; None if unusable."""
+    try:
+        return datetime.strptime(value.strip().replace(".", ""), "%Y%m%d").date()
+    except ValueError:
+        return None
+
+
+def _insert_ignoring_conflict(session: Session, model: type[Base]) -> Insert:
+    """`INSERT ... ON CONFLICT DO NOTHING` for this session's backend (safe under races)."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    return insert(model).on_conflict_do_nothing()
+
+
+def _get_or_insert(
+    session: Session, model: type[Row], key: InstrumentedAttribute[str], values: dict[str, Any]
+) -> Row:
+    """The row whose unique `key` equals `values[key]`, inserting it from `values` if missing."""
+    wanted = select(model).where(key == values[key.key])
+    row = session.scalars(wanted).one_or_none()
+    if row is None:
+        session.execute(_insert_ignoring_conflict(session, model).values(values))
+        row = session.scalars(wanted).one()
+    return row
+
+
+def _study_for(session: Session, received: ReceivedInstance) -> Study:
+    values = {
+        "study_instance_uid": received.study_instance_uid,
+        "patient_id": received.patient_id,
+        "patient_name": received.patient_name,
+        "accession_number": received.accession_number,
+        "study_date": parse_dicom_date(received.study_date),
+    }
+    return _get_or_insert(session, Study, Study.study_instance_uid, values)
+
+
+def _series_for(session: Session, received: ReceivedInstance, study: Study) -> Series:
+    values = {
+        "series_instance_uid": received.series_instance_uid,
+        "study_id": study.id,
+        "modality": received.modality,
+        "description": received.series_description,
+        "series_number": received.series_number,
+        "state": SeriesState.RECEIVING,
+        "last_received_at": received.received_at,
+        "instance_count": 0,
+        "reopened": 0,
+    }
+    return _get_or_insert(session, Series, Series.series_instance_uid, values)
+
+
+def _instance_values(received: ReceivedInstance) -> dict[str, Any]:
+    return {
+        "sop_instance_uid": received.sop_instance_uid,
+        "sop_class_uid": received.sop_class_uid,
+        "transfer_syntax_uid": received.transfer_syntax_uid,
+        "spool_path": received.spool_path,
+        "size_bytes": received.size_bytes,
+        "sha256": received.sha256,
+        "instance_number": received.instance_number,
+        "received_at": received.received_at,
+        "calling_ae": received.calling_ae,
+    }
+
+
+def _count_into_series(session: Session, series: Series, at: datetime, added: int) -> None:
+    """New data in `series`: it is receiving again, and re-opened if routing had decided."""
+    reopens = case((Series.state.in_(DECIDED_STATES), 1), else_=0)
+    session.execute(
+        update(Series)
+        .where(Series.id == series.id)
+        .values(
+            last_received_at=at,
+            instance_count=Series.instance_count + added,
+            reopened=Series.reopened + reopens,
+            state=SeriesState.RECEIVING,
+            skip_reason=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if series.state in DECIDED_STATES:
+        log.info("series %d re-opened by new data", series.id)
+    session.expire(series)
+
+
+def _replace_instance(
+    session: Session, instance: Instance, received: ReceivedInstance, series: Series
+) -> None:
+    """A re-send with other bytes under the same SOP Instance UID replaces the old file."""
+    for name, value in _instance_values(received).items():
+        setattr(instance, name, value)
+    instance.series = series
+    log.warning("instance %d re-sent with different content; replaced", instance.id)
+    session.flush()
+
+
+def record_instance(session: Session, received: ReceivedInstance) -> bool:
+    """Index one spooled instance; True if the database changed.
+
+    Idempotent: an identical re-send (same SOP Instance UID, same bytes) changes nothing.
+    New or changed data creates the study and series rows as needed, bumps the series'
+    `last_received_at` and puts it back to `receiving`, counting a re-open if routing had
+    already decided on it (queued, skipped or done).
+    """
+    uid_is = Instance.sop_instance_uid == received.sop_instance_uid
+    existing = session.scalars(select(Instance).where(uid_is)).one_or_none()
+    if existing is not None and existing.sha256 == received.sha256:
+        return False
+    series = _series_for(session, received, _study_for(session, received))
+    if existing is None:
+        values = {**_instance_values(received), "series_id": series.id}
+        if not rows_affected(session, _insert_ignoring_conflict(session, Instance).values(values)):
+            return False
+        _count_into_series(session, series, received.received_at, added=1)
+        return True
+    moved_from = existing.series if existing.series_id != series.id else None
+    _replace_instance(session, existing, received, series)
+    if moved_from is not None:
+        _count_into_series(session, moved_from, received.received_at, added=-1)
+    _count_into_series(session, series, received.received_at, added=int(moved_from is not None))
+    return True
+
+
+def get_job(session: Session, job_id: int) -> Job:
+    """The job with its series, study, events, results and exports loaded; NotFoundError if none."""
+    job = session.get(
+        Job,
+        job_id,
+        options=[
+            selectinload(Job.series).selectinload(Series.study),
+            selectinload(Job.events),
+            selectinload(Job.results).selectinload(Result.exports),
+        ],
+        populate_existing=True,
+    )
+    if job is None:
+        raise NotFoundError("job", job_id)
+    return job
+
+
+def list_jobs(session: Session, where: JobFilter) -> list[Job]:
+    """Jobs matching `where`, newest first, each with its series and study loaded."""
+    stmt = (
+        select(Job)
+        .join(Job.series)
+        .join(Series.study)
+        .options(contains_eager(Job.series).contains_eager(Series.study))
+        .order_by(Job.id.desc())
+        .limit(where.limit)
+    )
+    if where.states:
+        stmt = stmt.where(Job.state.in_(where.states))
+    if where.since is not None:
+        stmt = stmt.where(Job.created_at >= where.since)
+    if where.until is not None:
+        stmt = stmt.where(Job.created_at < where.until)
+    if where.patient_id is not None:
+        stmt = stmt.where(Study.patient_id == where.patient_id)
+    if where.accession_number is not None:
+        stmt = stmt.where(Study.accession_number == where.accession_number)
+    return list(session.scalars(stmt))
+
+
+def list_studies(
+    session: Session,
+    *,
+    patient_id: str | None = None,
+    accession_number: str | None = None,
+    limit: int | None = 100,
+) -> list[StudySummary]:
+    """Studies, newest first, with how many series and instances each holds."""
+    stmt = (
+        select(
+            Study,
+            func.count(Series.id),
+            func.coalesce(func.sum(Series.instance_count), 0),
+        )
+        .outerjoin(Study.series)
+        .group_by(Study.id)
+        .order_by(Study.id.desc())
+        .limit(limit)
+    )
+    if patient_id is not None:
+        stmt = stmt.where(Study.patient_id == patient_id)
+    if accession_number is not None:
+        stmt = stmt.where(Study.accession_number == accession_number)
+    return [
+        StudySummary(study, series, instances) for study, series, instances in session.execute(stmt)
+    ]
+
+
+def expired_jobs(session: Session, now: datetime) -> list[Job]:
+    """Running jobs whose lease ran out before `now`: their worker is presumed dead."""
+    stmt = (
+        select(Job)
+        .where(Job.state == JobState.RUNNING, Job.lease_expires_at < now)
+        .order_by(Job.priority.desc(), Job.id)
+    )
+    return list(session.scalars(stmt))
+
+
+def count_jobs_by_state(session: Session) -> dict[JobState, int]:
+    """How many jobs are in each state; every state is present, zero included."""
+    counts = dict.fromkeys(JobState, 0)
+    stmt = select(Job.state, func.count(Job.id)).group_by(Job.state)
+    for state, count in session.execute(stmt):
+        counts[state] = count
+    return counts
+
+
+def count_instances(session: Session) -> int:
+    """How many received instances the database indexes."""
+    return session.scalar(select(func.count(Instance.id))) or 0

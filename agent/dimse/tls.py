@@ -1,0 +1,29 @@
+"""TLS contexts for DICOM associations (PS3.15 B.1 secure transport), built from PEM files."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+
+def server_tls_context(
+    cert_file: Path, key_file: Path, ca_file: Path | None = None
+) -> ssl.SSLContext:
+    """The SCP's context; with `ca_file`, peers must present a certificate it signed."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=ca_file)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert_file, key_file)
+    if ca_file is not None:
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def client_tls_context(
+    ca_file: Path | None = None, cert_file: Path | None = None, key_file: Path | None = None
+) -> ssl.SSLContext:
+    """The SCU's context: verifies the peer against `ca_file` (or the system store)."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert_file is not None:
+        context.load_cert_chain(cert_file, key_file)
+    return context

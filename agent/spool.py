@@ -1,0 +1,237 @@
+"""The durable spool: received bytes on disk exactly as received, under names made of hashes.
+
+Layout under the spool root:
+
+- `instances/<h(study)[:2]>/<h(study)>/<h(series)>/<h(sop)>.dcm`, `h` = SHA-256 hex of a UID;
+- `quarantine/<UTC time>-<random>.dcm` with `<same name>.reason.json` beside it;
+- `tmp/`: files being written; renamed into place once their bytes and directory are on disk.
+
+Raw UIDs never become file names. Every write goes to `tmp/` on the same filesystem, is
+fsynced, renamed atomically and the directory fsynced, so a file that exists under
+`instances/` or `quarantine/` is complete.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import logging
+import os
+import secrets
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from agent.errors import SpoolError, SpoolFullError
+
+LOGGER = logging.getLogger(__name__)
+
+INSTANCES_DIR = "instances"
+QUARANTINE_DIR = "quarantine"
+TMP_DIR = "tmp"
+REASON_SUFFIX = ".reason.json"
+
+_CHUNK_BYTES = 1024 * 1024
+_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+class StoreOutcome(StrEnum):
+    """What `Spool.store` did with the bytes."""
+
+    NEW = "new"
+    DUPLICATE = "duplicate"  # same SOP Instance UID, same bytes: nothing written
+    REPLACED = "replaced"  # same SOP Instance UID, different bytes: the newest kept
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """An instance durably in the spool."""
+
+    path: Path
+    relative_path: str
+    sha256: str
+    size_bytes: int
+    outcome: StoreOutcome
+
+
+@dataclass(frozen=True)
+class QuarantinedFile:
+    """A quarantined file and why it is there, for the admin surface."""
+
+    path: Path
+    reason: str
+    calling_ae: str
+    received_at: datetime
+    size_bytes: int
+
+
+def uid_hash(uid: str) -> str:
+    """The SHA-256 hex digest that stands for a UID in file names."""
+    return hashlib.sha256(uid.encode("utf-8")).hexdigest()
+
+
+def instance_relative_path(study_uid: str, series_uid: str, sop_uid: str) -> str:
+    """The spool-relative path (POSIX form) of an instance, made only of hashes."""
+    study = uid_hash(study_uid)
+    return f"{INSTANCES_DIR}/{study[:2]}/{study}/{uid_hash(series_uid)}/{uid_hash(sop_uid)}.dcm"
+
+
+class Spool:
+    """Files on disk: the source of truth for received bytes."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._quarantine = root / QUARANTINE_DIR
+        self._tmp = root / TMP_DIR
+        for directory in (root / INSTANCES_DIR, self._quarantine, self._tmp):
+            self._make_dirs(directory)
+
+    def path_of(self, relative_path: str) -> Path:
+        """The absolute path of a spool-relative path such as `StoredFile.relative_path`."""
+        relative = PurePosixPath(relative_path)
+        if relative.is_absolute() or ".." in relative.parts:
+            raise ValueError(f"not a path inside the spool: {relative_path!r}")
+        return self.root.joinpath(*relative.parts)
+
+    def store(
+        self, raw: bytes | BinaryIO, *, study_uid: str, series_uid: str, sop_uid: str
+    ) -> StoredFile:
+        """Write a DICOM Part 10 file as-is under its hashed name; return once it is durable.
+
+        A re-send with the same bytes writes nothing; different bytes for the same SOP
+        Instance UID replace the older file (logged). Raises `SpoolFullError` when the disk
+        is full and `SpoolError` on any other write failure; nothing is half-written then.
+        """
+        relative_path = instance_relative_path(study_uid, series_uid, sop_uid)
+        target = self.path_of(relative_path)
+        with self._disk_errors():
+            temp, sha256, size = self._write_temp(raw)
+            try:
+                outcome = self._place(temp, target, sha256, size)
+            finally:
+                temp.unlink(missing_ok=True)
+        if outcome is StoreOutcome.REPLACED:
+            LOGGER.warning("replaced %s: same SOP Instance UID, different bytes", relative_path)
+        return StoredFile(target, relative_path, sha256, size, outcome)
+
+    def quarantine(self, raw: bytes | BinaryIO, reason: str, peer: str) -> Path:
+        """Keep bytes that cannot be used, with a `.reason.json` beside them; return the path."""
+        received_at = datetime.now(UTC)
+        stem = f"{received_at:%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(4)}"
+        target = self._quarantine / f"{stem}.dcm"
+        with self._disk_errors():
+            sha256, size = self._write_new(raw, target)
+            note = {
+                "reason": reason,
+                "calling_ae": peer,
+                "received_at": received_at.isoformat(),
+                "size_bytes": size,
+                "sha256": sha256,
+            }
+            note_bytes = json.dumps(note, indent=2).encode("utf-8")
+            self._write_new(note_bytes, self._quarantine / f"{stem}{REASON_SUFFIX}")
+            _fsync_dir(self._quarantine)
+        return target
+
+    def list_quarantine(self) -> list[QuarantinedFile]:
+        """Every quarantined file, oldest first; a missing reason file is shown as such."""
+        return [self._read_quarantined(path) for path in sorted(self._quarantine.glob("*.dcm"))]
+
+    def _read_quarantined(self, path: Path) -> QuarantinedFile:
+        stat = path.stat()
+        reason, calling_ae = "reason file missing or unreadable", ""
+        received_at = datetime.fromtimestamp(stat.st_mtime, UTC)
+        try:
+            note = json.loads(path.with_name(path.stem + REASON_SUFFIX).read_text("utf-8"))
+            reason, calling_ae = str(note["reason"]), str(note["calling_ae"])
+            received_at = datetime.fromisoformat(note["received_at"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            LOGGER.warning("quarantine note for %s unreadable: %s", path.name, exc)
+        return QuarantinedFile(path, reason, calling_ae, received_at, stat.st_size)
+
+    def _write_temp(self, raw: bytes | BinaryIO) -> tuple[Path, str, int]:
+        """Write `raw` to a new fsynced file under `tmp/`; return its path, SHA-256 and size."""
+        fd, name = tempfile.mkstemp(dir=self._tmp, suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                digest, size = _copy(raw, out)
+                out.flush()
+                os.fsync(out.fileno())
+        except BaseException:
+            os.unlink(name)
+            raise
+        return Path(name), digest, size
+
+    def _write_new(self, raw: bytes | BinaryIO, target: Path) -> tuple[str, int]:
+        """Write `raw` durably to `target` (new name, no comparison); return SHA-256 and size."""
+        temp, sha256, size = self._write_temp(raw)
+        try:
+            os.replace(temp, target)
+        finally:
+            temp.unlink(missing_ok=True)
+        return sha256, size
+
+    def _place(self, temp: Path, target: Path, sha256: str, size: int) -> StoreOutcome:
+        """Rename `temp` to `target` unless `target` already holds the same bytes."""
+        outcome = StoreOutcome.NEW
+        if target.exists():
+            if target.stat().st_size == size and _file_sha256(target) == sha256:
+                return StoreOutcome.DUPLICATE
+            outcome = StoreOutcome.REPLACED
+        self._make_dirs(target.parent)
+        os.replace(temp, target)
+        _fsync_dir(target.parent)
+        return outcome
+
+    def _make_dirs(self, directory: Path) -> None:
+        """Create missing directories, fsyncing each parent so the new entries survive a crash."""
+        missing: list[Path] = []
+        while not directory.exists():
+            missing.append(directory)
+            directory = directory.parent
+        for created in reversed(missing):
+            created.mkdir(exist_ok=True)
+            _fsync_dir(created.parent)
+
+    @contextmanager
+    def _disk_errors(self) -> Iterator[None]:
+        """Turn OS write failures into the spool's typed errors."""
+        try:
+            yield
+        except OSError as exc:
+            if exc.errno in _DISK_FULL_ERRNOS:
+                raise SpoolFullError(str(self.root)) from exc
+            raise SpoolError(f"cannot write to the spool at {self.root}: {exc}") from exc
+
+
+def _copy(raw: bytes | BinaryIO, out: BinaryIO) -> tuple[str, int]:
+    """Write `raw` to `out`, hashing as it goes; return the SHA-256 hex digest and size."""
+    if isinstance(raw, bytes):
+        out.write(raw)
+        return hashlib.sha256(raw).hexdigest(), len(raw)
+    digest = hashlib.sha256()
+    size = 0
+    while chunk := raw.read(_CHUNK_BYTES):
+        out.write(chunk)
+        digest.update(chunk)
+        size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _file_sha256(path: Path) -> str:
+    with path.open("rb") as existing:
+        return hashlib.file_digest(existing, "sha256").hexdigest()
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

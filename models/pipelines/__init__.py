@@ -1,0 +1,1 @@
+"""Pipelines: `run(volume) -> Findings`, looked up by name in the registry."""

@@ -1,0 +1,80 @@
+"""Detector probability -> candidates on the working grid, and the classifier view of them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from models.patches import crop
+
+CLASSIFIER_PATCH = 32
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A connected region of thresholded probability; `label` is its value in the label array."""
+
+    label: int
+    box: tuple[slice, slice, slice]
+    centroid: tuple[float, float, float]
+    peak: tuple[int, int, int]
+    max_probability: float
+    volume_mm3: float
+
+
+def find_candidates(
+    probability: np.ndarray,
+    lungs: np.ndarray,
+    spacing: Sequence[float],
+    threshold: float,
+    min_volume_mm3: float,
+) -> tuple[list[Candidate], np.ndarray]:
+    """Components of probability >= threshold, large enough, with their centre in the lungs."""
+    labels, _ = ndimage.label(probability >= threshold, structure=np.ones((3, 3, 3)))
+    voxel_mm3 = float(np.prod(spacing))
+    found = []
+    for label, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None:
+            continue
+        inside = labels[box] == label
+        volume = float(inside.sum()) * voxel_mm3
+        centre = np.array(ndimage.center_of_mass(inside)) + [part.start for part in box]
+        index = tuple(np.clip(np.round(centre).astype(int), 0, np.array(lungs.shape) - 1))
+        if volume < min_volume_mm3 or not lungs[index]:
+            continue
+        local = np.where(inside, probability[box], 0.0)
+        peak = np.unravel_index(int(np.argmax(local)), local.shape)
+        found.append(
+            Candidate(
+                label=label,
+                box=box,
+                centroid=(float(centre[0]), float(centre[1]), float(centre[2])),
+                peak=tuple(int(p + part.start) for p, part in zip(peak, box, strict=True)),  # type: ignore[arg-type]
+                max_probability=float(local.max()),
+                volume_mm3=volume,
+            )
+        )
+    return found, labels
+
+
+def classifier_inputs(
+    image: torch.Tensor, probability: torch.Tensor, candidates: Sequence[Candidate]
+) -> torch.Tensor:
+    """(n, 2, 32, 32, 32): the scaled image and the detector probability around each candidate."""
+    if not candidates:
+        return torch.zeros((0, 2, CLASSIFIER_PATCH, CLASSIFIER_PATCH, CLASSIFIER_PATCH))
+    return torch.stack(
+        [
+            torch.stack(
+                [
+                    crop(image, c.centroid, CLASSIFIER_PATCH),
+                    crop(probability, c.centroid, CLASSIFIER_PATCH),
+                ]
+            )
+            for c in candidates
+        ]
+    )

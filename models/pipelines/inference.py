@@ -1,0 +1,75 @@
+"""Device choice and sliding-window inference, shared by the pipelines."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+from monai.inferers import sliding_window_inference
+from torch import nn
+
+# bf16 autocast on CPU: measured in bench/inference.py; the pipelines use it where results hold.
+CPU_BF16_ENV = "DICOM_AGENT_CPU_BF16"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    autocast_dtype: torch.dtype | None
+
+    @property
+    def name(self) -> str:
+        precision = (
+            "fp32" if self.autocast_dtype is None else str(self.autocast_dtype).split(".")[-1]
+        )
+        return f"{self.device.type}/{precision}"
+
+
+def pick_runtime(cpu_bf16: bool | None = None) -> Runtime:
+    """CUDA with fp16 autocast when present, else CPU (bf16 autocast unless switched off)."""
+    if torch.cuda.is_available():
+        return Runtime(torch.device("cuda"), torch.float16)
+    if cpu_bf16 is None:
+        cpu_bf16 = os.environ.get(CPU_BF16_ENV, "1") != "0"
+    return Runtime(torch.device("cpu"), torch.bfloat16 if cpu_bf16 else None)
+
+
+def channels_last(model: nn.Module) -> nn.Module:
+    """Channels-last 3D layout: measured faster for 3D convolutions on CPU (bench/inference.py)."""
+    result: nn.Module = model.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
+    return result
+
+
+def prepare(model: nn.Module, runtime: Runtime) -> nn.Module:
+    return channels_last(model.to(runtime.device).eval())
+
+
+def sliding_window_probability(
+    model: nn.Module,
+    image: torch.Tensor,
+    runtime: Runtime,
+    roi: tuple[int, int, int] = (96, 160, 160),
+    overlap: float = 0.25,
+) -> torch.Tensor:
+    """Softmax probability of class 1 for a (z, y, x) scaled image; same shape, float32 on CPU."""
+    batch = image[None, None].to(runtime.device).contiguous(memory_format=torch.channels_last_3d)
+    roi = tuple(min(r, _ceil16(n)) for r, n in zip(roi, image.shape, strict=True))  # type: ignore[assignment]
+    with (
+        torch.inference_mode(),
+        torch.autocast(
+            runtime.device.type,
+            dtype=runtime.autocast_dtype or torch.float32,
+            enabled=runtime.autocast_dtype is not None,
+        ),
+    ):
+        logits = sliding_window_inference(
+            batch, roi_size=roi, sw_batch_size=1, predictor=model, overlap=overlap, mode="gaussian"
+        )
+    assert isinstance(logits, torch.Tensor)
+    probability: torch.Tensor = torch.softmax(logits.float(), dim=1)[0, 1]
+    return probability.cpu()
+
+
+def _ceil16(n: int) -> int:
+    return max(16, -(-n // 16) * 16)

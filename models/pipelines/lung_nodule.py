@@ -1,0 +1,193 @@
+"""The reference lung-nodule pipeline: lung mask, U-Net detector, candidate classifier, lesions.
+
+run(volume): orient -> coarse lung mask -> crop to the lungs -> resample to the working grid ->
+sliding-window U-Net -> candidates (threshold, size, inside the lungs) -> classifier confidence ->
+probability mapped back onto the original grid per lesion -> measurements.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from models.findings import ABNORMAL_STRUCTURE, LUNG, NODULE, Findings, SegmentDescription
+from models.lesions import measure
+from models.lungmask import lung_mask
+from models.orientation import canonical_flips
+from models.pipelines.candidates import Candidate, classifier_inputs, find_candidates
+from models.pipelines.inference import Runtime, pick_runtime, prepare, sliding_window_probability
+from models.preprocess import resample, to_working_grid
+from models.reference import WEIGHTS_DIR
+from models.reference.network import WORKING_SPACING, CandidateClassifier, build_detector
+from models.volume import Volume
+
+SEGMENT = SegmentDescription(1, "Lung nodule", ABNORMAL_STRUCTURE, NODULE, LUNG)
+LUNG_MASK_STEP_MM = 2.0
+CROP_MARGIN_MM = 10.0
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    detector: float = 0.5
+    min_volume_mm3: float = 6.0
+    classifier: float = 0.5
+
+
+@dataclass(frozen=True)
+class WorkingView:
+    """The lungs' bounding box on the canonical original grid and the same region resampled."""
+
+    box: tuple[slice, slice, slice]
+    image: torch.Tensor
+    lungs: np.ndarray
+
+
+class LungNodulePipeline:
+    name = "lung-nodule-reference"
+    description = "Reference 3D U-Net + candidate classifier trained on synthetic chest CT phantoms"
+
+    def __init__(self, weights_dir: Path = WEIGHTS_DIR, runtime: Runtime | None = None) -> None:
+        metadata = json.loads((weights_dir / "reference.json").read_text())
+        self.version = str(metadata["version"])
+        self.thresholds = Thresholds(**metadata.get("thresholds", {}))
+        self.runtime = runtime or pick_runtime()
+        self.detector = prepare(_load(build_detector(), weights_dir / "detector.pt"), self.runtime)
+        classifier_path = weights_dir / "classifier.pt"
+        self.classifier = (
+            prepare(_load(CandidateClassifier(), classifier_path), self.runtime)
+            if classifier_path.exists()
+            else None
+        )
+
+    def run(self, volume: Volume) -> Findings:
+        flips = canonical_flips(volume)
+        hu = flips.apply(volume.voxels)
+        view = working_view(hu, volume.spacing)
+        lesion_map = np.zeros(hu.shape, dtype=np.int32)
+        confidences: dict[int, float] = {}
+        if view is not None:
+            probability = sliding_window_probability(self.detector, view.image, self.runtime)
+            candidates, _ = find_candidates(
+                probability.numpy(),
+                view.lungs,
+                WORKING_SPACING,
+                self.thresholds.detector,
+                self.thresholds.min_volume_mm3,
+            )
+            scores = self.score(view.image, probability, candidates)
+            kept = [
+                (c, s)
+                for c, s in zip(candidates, scores, strict=True)
+                if s >= self.thresholds.classifier
+            ]
+            confidences = paint_lesions(lesion_map, view.box, probability, kept)
+        lesion_map = np.ascontiguousarray(flips.undo(lesion_map))
+        lesions = measure(volume, lesion_map, confidences)
+        return Findings(
+            pipeline_name=self.name,
+            pipeline_version=self.version,
+            label_map=(lesion_map > 0).astype(np.uint8),
+            lesion_map=lesion_map,
+            segments=(SEGMENT,),
+            lesions=lesions,
+            scores={
+                "nodule_count": float(len(lesions)),
+                "max_confidence": max(confidences.values(), default=0.0),
+            },
+        )
+
+    def score(
+        self, image: torch.Tensor, probability: torch.Tensor, candidates: list[Candidate]
+    ) -> list[float]:
+        """Classifier confidence per candidate, or the detector's peak probability without one."""
+        if self.classifier is None or not candidates:
+            return [c.max_probability for c in candidates]
+        inputs = classifier_inputs(image, probability, candidates).to(self.runtime.device)
+        with torch.inference_mode():
+            logits = self.classifier(inputs.float())
+        return [float(v) for v in torch.sigmoid(logits.float()).cpu()]
+
+
+def _load(model: torch.nn.Module, path: Path) -> torch.nn.Module:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    return model
+
+
+def working_view(hu: np.ndarray, spacing: tuple[float, float, float]) -> WorkingView | None:
+    """Crop to the lungs (found on a ~2 mm grid) and resample that crop to the working grid."""
+    step = np.maximum(np.round(LUNG_MASK_STEP_MM / np.asarray(spacing)), 1).astype(int)
+    coarse = lung_mask(hu[:: step[0], :: step[1], :: step[2]], tuple(np.asarray(spacing) * step))
+    if not coarse.any():
+        return None
+    found = np.argwhere(coarse)
+    margin = np.ceil(CROP_MARGIN_MM / np.asarray(spacing)).astype(int)
+    low = np.maximum(found.min(0) * step - margin, 0)
+    high = np.minimum((found.max(0) + 1) * step + margin, hu.shape)
+    box = (slice(low[0], high[0]), slice(low[1], high[1]), slice(low[2], high[2]))
+    image = to_working_grid(hu[box], spacing, WORKING_SPACING)
+    coarse_box = tuple(
+        slice(lo // s, -(-hi // s)) for lo, hi, s in zip(low, high, step, strict=True)
+    )
+    lungs = resample(torch.from_numpy(coarse[coarse_box].astype(np.float32)), image.shape) >= 0.5
+    lungs_np = ndimage.binary_dilation(lungs.numpy(), iterations=3)
+    return WorkingView(box, image, lungs_np)
+
+
+def paint_lesions(
+    lesion_map: np.ndarray,
+    box: tuple[slice, slice, slice],
+    probability: torch.Tensor,
+    kept: list[tuple[Candidate, float]],
+) -> dict[int, float]:
+    """Write each kept candidate, resampled onto the original grid, into `lesion_map`."""
+    crop_shape = tuple(part.stop - part.start for part in box)
+    confidences: dict[int, float] = {}
+    for candidate, confidence in sorted(kept, key=lambda item: -item[0].max_probability):
+        native_box, mask = _native_mask(probability, crop_shape, candidate)
+        if not mask.any():
+            continue
+        index = len(confidences) + 1
+        target = lesion_map[box][native_box]
+        target[mask & (target == 0)] = index
+        confidences[index] = confidence
+    return confidences
+
+
+def _native_mask(
+    probability: torch.Tensor, crop_shape: tuple[int, ...], candidate: Candidate
+) -> tuple[tuple[slice, ...], np.ndarray]:
+    """The candidate's component on the original grid: trilinear probability >= 0.5 there."""
+    ratio = [n / w for n, w in zip(crop_shape, probability.shape, strict=True)]
+    low = [
+        max(int(np.floor((part.start - 1) * r)), 0)
+        for part, r in zip(candidate.box, ratio, strict=True)
+    ]
+    high = [
+        min(int(np.ceil((part.stop + 1) * r)), n)
+        for part, r, n in zip(candidate.box, ratio, crop_shape, strict=True)
+    ]
+    axes = [
+        (torch.arange(lo, hi, dtype=torch.float32) + 0.5) / n * 2 - 1
+        for lo, hi, n in zip(low, high, crop_shape, strict=True)
+    ]
+    z, y, x = torch.meshgrid(*axes, indexing="ij")
+    grid = torch.stack([x, y, z], dim=-1)[None]
+    local = F.grid_sample(probability[None, None], grid, mode="bilinear", align_corners=False)[
+        0, 0
+    ].numpy()
+    level = min(0.5, 0.5 * float(local.max()))
+    labels, _ = ndimage.label(local >= level)
+    peak = tuple(
+        int(np.clip(round((p + 0.5) * r - 0.5) - lo, 0, hi - lo - 1))
+        for p, r, lo, hi in zip(candidate.peak, ratio, low, high, strict=True)
+    )
+    chosen = labels[peak] or int(np.argmax(np.bincount(labels.ravel())[1:]) + 1)
+    native_box = tuple(slice(lo, hi) for lo, hi in zip(low, high, strict=True))
+    return native_box, labels == chosen

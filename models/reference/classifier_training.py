@@ -1,0 +1,85 @@
+"""Training stage 2: mine the detector's candidates on fresh phantoms, train the classifier."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.pipelines.candidates import classifier_inputs, find_candidates
+from models.pipelines.inference import Runtime, sliding_window_probability
+from models.reference.network import WORKING_SPACING, CandidateClassifier
+from models.reference.samples import on_working_grid, training_phantom
+
+log = logging.getLogger(__name__)
+MINING_THRESHOLD = 0.3
+MINING_MIN_VOLUME_MM3 = 3.0
+
+
+def mine(detector: nn.Module, seeds: range, runtime: Runtime) -> tuple[torch.Tensor, torch.Tensor]:
+    """Classifier inputs and labels (1 = overlaps a true nodule) for every detector candidate."""
+    inputs, labels = [], []
+    for count, seed in enumerate(seeds, start=1):
+        sample = on_working_grid(training_phantom(seed))
+        probability = sliding_window_probability(detector, sample.image, runtime)
+        lungs = torch.nn.functional.max_pool3d(sample.lungs[None, None].float(), 7, 1, 3)[0, 0] > 0
+        candidates, components = find_candidates(
+            probability.numpy(),
+            lungs.numpy(),
+            WORKING_SPACING,
+            MINING_THRESHOLD,
+            MINING_MIN_VOLUME_MM3,
+        )
+        target = sample.target.numpy() > 0
+        labels += [float(target[c.box][components[c.box] == c.label].any()) for c in candidates]
+        inputs.append(classifier_inputs(sample.image, probability, candidates))
+        if count % 20 == 0:
+            log.info(
+                "mined %d phantoms, %d candidates, %d true", count, len(labels), int(sum(labels))
+            )
+    return torch.cat(inputs), torch.tensor(labels)
+
+
+def augment(batch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Random flips on every axis and a random in-plane transpose; nodules have no handedness."""
+    for axis in (2, 3, 4):
+        if rng.uniform() < 0.5:
+            batch = batch.flip(axis)
+    return batch.transpose(3, 4) if rng.uniform() < 0.5 else batch
+
+
+def train_classifier(
+    inputs: torch.Tensor, labels: torch.Tensor, steps: int, seed: int
+) -> tuple[nn.Module, dict[str, float]]:
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = CandidateClassifier()
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, max_lr=1e-3, total_steps=steps, pct_start=0.1
+    )
+    positives = float(labels.sum())
+    pos_weight = torch.tensor((len(labels) - positives) / max(positives, 1.0))
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    started, running = time.perf_counter(), 0.0
+    model.train()
+    for step in range(1, steps + 1):
+        pick = torch.from_numpy(rng.integers(0, len(labels), size=32))
+        optimiser.zero_grad(set_to_none=True)
+        loss = loss_fn(model(augment(inputs[pick], rng)), labels[pick])
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        running = 0.98 * running + 0.02 * float(loss.detach()) if step > 1 else float(loss.detach())
+        if step % 100 == 0:
+            log.info("classifier step %d/%d loss %.4f", step, steps, running)
+    model.eval()
+    return model, {
+        "final_loss": running,
+        "seconds": time.perf_counter() - started,
+        "candidates": float(len(labels)),
+        "true_candidates": positives,
+    }

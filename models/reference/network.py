@@ -1,0 +1,49 @@
+"""The reference networks: a MONAI 3D U-Net detector/segmenter and a small candidate classifier."""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+from monai.networks.nets import UNet
+from torch import nn
+
+WORKING_SPACING = (1.0, 1.0, 1.0)
+DETECTOR_PATCH = 64
+
+
+def build_detector() -> nn.Module:
+    """Two-class 3D U-Net (background, nodule), 2.5 M parameters, 16x total down-sampling."""
+    return UNet(
+        spatial_dims=3,
+        in_channels=1,
+        out_channels=2,
+        channels=(16, 32, 64, 128, 256),
+        strides=(2, 2, 2, 2),
+        num_res_units=1,
+    )
+
+
+class CandidateClassifier(nn.Module):
+    """Scores a 32-voxel cube (image and detector probability) around a candidate: nodule or not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = [2, 16, 32, 64]
+        for low, high in itertools.pairwise(channels):
+            layers += [
+                nn.Conv3d(low, high, 3, padding=1),
+                nn.BatchNorm3d(high),
+                nn.ReLU(inplace=True),
+                nn.Conv3d(high, high, 3, padding=1),
+                nn.BatchNorm3d(high),
+                nn.ReLU(inplace=True),
+                nn.MaxPool3d(2),
+            ]
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(64, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits: torch.Tensor = self.head(self.features(x))[:, 0]
+        return logits

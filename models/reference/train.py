@@ -1,0 +1,162 @@
+"""Reproduce the shipped reference weights: `python -m models.reference.train [--seed N]`.
+
+Stage 1 trains the U-Net detector on random 64 mm patches of freshly generated phantom slabs
+(positive-biased sampling, Dice + cross-entropy). Stage 2 mines the trained detector's candidates
+on further phantoms and trains the candidate classifier that rejects false positives.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from monai.losses import DiceCELoss
+from torch.utils.data import DataLoader, IterableDataset
+
+from models.pipelines.inference import channels_last, pick_runtime, prepare
+from models.pipelines.lung_nodule import Thresholds
+from models.reference.classifier_training import mine, train_classifier
+from models.reference.network import DETECTOR_PATCH, WORKING_SPACING, build_detector
+from models.reference.phantom import GENERATOR_VERSION
+from models.reference.samples import TRAINING_SEED_LIMIT, patches
+
+log = logging.getLogger(__name__)
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+class PatchStream(IterableDataset[tuple[torch.Tensor, torch.Tensor]]):
+    def __init__(self, first_seed: int, per_phantom: int) -> None:
+        self.first_seed = first_seed
+        self.per_phantom = per_phantom
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        torch.set_num_threads(1)
+        seeds = (s % TRAINING_SEED_LIMIT for s in itertools.count(self.first_seed))
+        for image, target in patches(seeds, DETECTOR_PATCH, self.per_phantom):
+            yield image[None], target[None].long()
+
+
+def train_detector(seed: int, steps: int, batch: int, scratch: Path) -> dict[str, float]:
+    torch.manual_seed(seed)
+    model = channels_last(build_detector())
+    optimiser = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-5)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, max_lr=2e-3, total_steps=steps, pct_start=0.05
+    )
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
+    stream = DataLoader(
+        PatchStream(seed * 10_000, 24), batch_size=batch, num_workers=1, prefetch_factor=8
+    )
+    started, running = time.perf_counter(), 0.0
+    model.train()
+    for step, (image, target) in enumerate(itertools.islice(stream, steps), start=1):
+        optimiser.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            output = model(image.to(memory_format=torch.channels_last_3d))
+        loss = loss_fn(output.float(), target)
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        value = float(loss.detach())
+        running = 0.98 * running + 0.02 * value if step > 1 else value
+        if step % 100 == 0:
+            log.info(
+                "detector step %d/%d loss %.4f %.0fs",
+                step,
+                steps,
+                running,
+                time.perf_counter() - started,
+            )
+        if step % 500 == 0:
+            torch.save(model.state_dict(), scratch / "detector-checkpoint.pt")
+    save_weights(model.state_dict(), WEIGHTS_DIR / "detector.pt")
+    return {"final_loss": running, "seconds": time.perf_counter() - started}
+
+
+def run_classifier_stage(seed: int, phantoms: int, steps: int) -> dict[str, float]:
+    detector = build_detector()
+    state = torch.load(WEIGHTS_DIR / "detector.pt", weights_only=True)
+    detector.load_state_dict(
+        {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    )
+    first = (seed * 10_000 + 5_000) % TRAINING_SEED_LIMIT
+    inputs, labels = mine(
+        prepare(detector, pick_runtime()), range(first, first + phantoms), pick_runtime()
+    )
+    model, report = train_classifier(inputs, labels, steps, seed)
+    save_weights(model.state_dict(), WEIGHTS_DIR / "classifier.pt")
+    return report
+
+
+def write_metadata(args: argparse.Namespace, report: dict[str, object]) -> None:
+    """reference.json: what the weights are, how they were made; evaluation adds the metrics."""
+    path = WEIGHTS_DIR / "reference.json"
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    metadata = {
+        "name": "lung-nodule-reference",
+        "version": f"1.0.0+seed{args.seed}",
+        "notice": "Trained on synthetic phantoms only. Not for diagnostic use.",
+        "architecture": {
+            "detector": "monai UNet 3D, channels 16-256, strides 2x4, 1 residual unit",
+            "classifier": "CandidateClassifier: 3 conv blocks on a 2-channel 32^3 cube",
+        },
+        "preprocessing": {
+            "working_spacing_mm": list(WORKING_SPACING),
+            "hu_window": [-1000, 400],
+            "scaling": "clip then map to [0, 1]",
+            "crop": "lung bounding box from a 2 mm threshold lung mask, 10 mm margin",
+        },
+        "training": {**report, "generator_version": GENERATOR_VERSION, "batch": args.batch},
+        "thresholds": previous.get("thresholds", dataclasses.asdict(Thresholds())),
+    }
+    for key in ("validation", "evaluation"):
+        if key in previous:
+            metadata[key] = previous[key]
+    path.write_text(json.dumps(metadata, indent=2) + "\n")
+
+
+def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Half-precision copy of the floating-point tensors keeps the committed files small."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    compact = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    torch.save(compact, path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--detector-steps", type=int, default=6000)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--classifier-phantoms", type=int, default=120)
+    parser.add_argument("--classifier-steps", type=int, default=1500)
+    parser.add_argument("--scratch", type=Path, default=Path("scratch/train"))
+    parser.add_argument("--stage", choices=["all", "detector", "classifier"], default="all")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(2)
+    args.scratch.mkdir(parents=True, exist_ok=True)
+    report: dict[str, object] = {"seed": args.seed}
+    if args.stage in ("all", "detector"):
+        report["detector"] = train_detector(
+            args.seed, args.detector_steps, args.batch, args.scratch
+        )
+        report["detector_steps"] = args.detector_steps
+    if args.stage in ("all", "classifier"):
+        report["classifier"] = run_classifier_stage(
+            args.seed, args.classifier_phantoms, args.classifier_steps
+        )
+        report["classifier_phantoms"] = args.classifier_phantoms
+        report["classifier_steps"] = args.classifier_steps
+    (args.scratch / f"train-{args.stage}.json").write_text(json.dumps(report, indent=2))
+    write_metadata(args, report)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Fixtures any test may use."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from agent.received import ReceivedInstance
+
+CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
+
+MakeReceived = Callable[..., ReceivedInstance]
+
+
+@pytest.fixture
+def make_received() -> MakeReceived:
+    """A factory of ReceivedInstance records: one CT series of one study unless overridden;
+    every call gets a new SOP Instance UID, spool path and hash."""
+    counter = itertools.count(1)
+
+    def make(**overrides: Any) -> ReceivedInstance:
+        number = next(counter)
+        values: dict[str, Any] = {
+            "sop_instance_uid": f"1.2.826.0.1.3680043.10.1.{number}",
+            "sop_class_uid": CT_IMAGE_STORAGE,
+            "series_instance_uid": "1.2.826.0.1.3680043.10.2.1",
+            "study_instance_uid": "1.2.826.0.1.3680043.10.3.1",
+            "transfer_syntax_uid": EXPLICIT_VR_LITTLE_ENDIAN,
+            "spool_path": f"incoming/{number:06d}.dcm",
+            "size_bytes": 1000 + number,
+            "sha256": f"{number:064x}",
+            "received_at": datetime(2025, 1, 2, 3, 4, number % 60, tzinfo=UTC),
+            "calling_ae": "CT_SCANNER",
+            "modality": "CT",
+            "patient_id": "PAT-1",
+            "patient_name": "Doe^Jane",
+            "accession_number": "ACC-1",
+            "study_date": "20250102",
+            "series_description": "Chest 1mm",
+            "series_number": 3,
+            "instance_number": number,
+        }
+        values.update(overrides)
+        return ReceivedInstance(**values)
+
+    return make

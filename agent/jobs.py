@@ -12,6 +12,7 @@ instead of overwriting what another session wrote.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Final
@@ -188,6 +189,41 @@ def renew_lease(
     _check_holder(job, worker)
     job.lease_expires_at = (now or utcnow()) + timedelta(seconds=lease_seconds)
     _flush(session, job)
+
+
+STAGE_EVENT = re.compile(r"^stage (?P<stage>[a-z_]+) took (?P<seconds>[0-9.]+) s$")
+"""How `record_stage` writes a stage into a job event's message (running -> running)."""
+
+
+def record_stage(
+    session: Session,
+    job: Job,
+    worker: str,
+    stage: str,
+    seconds: float,
+    lease_seconds: float,
+    *,
+    now: datetime | None = None,
+) -> JobEvent:
+    """`worker` finished `stage` of `job` after `seconds`: write a running -> running event
+    (`stage <name> took <seconds> s`, the event's `at` is the stage's end) and renew the lease.
+
+    The events split a job's time by stage (see `parse_stage`). LeaseLostError if `worker`
+    no longer holds the job.
+    """
+    _check_holder(job, worker)
+    now = now or utcnow()
+    job.lease_expires_at = now + timedelta(seconds=lease_seconds)
+    job.updated_at = now
+    event = _add_event(session, job, JobState.RUNNING, f"stage {stage} took {seconds:.3f} s", now)
+    _flush(session, job)
+    return event
+
+
+def parse_stage(message: str) -> tuple[str, float] | None:
+    """The (stage, seconds) of a `record_stage` event message; None for other events."""
+    found = STAGE_EVENT.match(message)
+    return None if found is None else (found["stage"], float(found["seconds"]))
 
 
 def succeed_job(

@@ -3,6 +3,7 @@
 Layout under the spool root:
 
 - `instances/<h(study)[:2]>/<h(study)>/<h(series)>/<h(sop)>.dcm`, `h` = SHA-256 hex of a UID;
+- `results/` the same layout, for the result objects the workers made (SEG, SR, key images);
 - `quarantine/<UTC time>-<random>.dcm` with `<same name>.reason.json` beside it;
 - `tmp/`: files being written; renamed into place once their bytes and directory are on disk.
 
@@ -33,6 +34,7 @@ from agent.errors import SpoolError, SpoolFullError
 LOGGER = logging.getLogger(__name__)
 
 INSTANCES_DIR = "instances"
+RESULTS_DIR = "results"
 QUARANTINE_DIR = "quarantine"
 TMP_DIR = "tmp"
 REASON_SUFFIX = ".reason.json"
@@ -76,10 +78,12 @@ def uid_hash(uid: str) -> str:
     return hashlib.sha256(uid.encode("utf-8")).hexdigest()
 
 
-def instance_relative_path(study_uid: str, series_uid: str, sop_uid: str) -> str:
-    """The spool-relative path (POSIX form) of an instance, made only of hashes."""
+def instance_relative_path(
+    study_uid: str, series_uid: str, sop_uid: str, area: str = INSTANCES_DIR
+) -> str:
+    """The spool-relative path (POSIX form) of an instance in `area`, made only of hashes."""
     study = uid_hash(study_uid)
-    return f"{INSTANCES_DIR}/{study[:2]}/{study}/{uid_hash(series_uid)}/{uid_hash(sop_uid)}.dcm"
+    return f"{area}/{study[:2]}/{study}/{uid_hash(series_uid)}/{uid_hash(sop_uid)}.dcm"
 
 
 class Spool:
@@ -108,7 +112,24 @@ class Spool:
         Instance UID replace the older file (logged). Raises `SpoolFullError` when the disk
         is full and `SpoolError` on any other write failure; nothing is half-written then.
         """
-        relative_path = instance_relative_path(study_uid, series_uid, sop_uid)
+        stored = self._store_at(instance_relative_path(study_uid, series_uid, sop_uid), raw)
+        if stored.outcome is StoreOutcome.REPLACED:
+            LOGGER.warning(
+                "replaced %s: same SOP Instance UID, different bytes", stored.relative_path
+            )
+        return stored
+
+    def store_result(
+        self, raw: bytes, *, study_uid: str, series_uid: str, sop_uid: str
+    ) -> StoredFile:
+        """Write a result object the workers made under `results/`, durably, like `store`.
+
+        Encoding a job again gives the same UIDs, so its files are replaced in place.
+        """
+        relative_path = instance_relative_path(study_uid, series_uid, sop_uid, RESULTS_DIR)
+        return self._store_at(relative_path, raw)
+
+    def _store_at(self, relative_path: str, raw: bytes | BinaryIO) -> StoredFile:
         target = self.path_of(relative_path)
         with self._disk_errors():
             temp, sha256, size = self._write_temp(raw)
@@ -116,8 +137,6 @@ class Spool:
                 outcome = self._place(temp, target, sha256, size)
             finally:
                 temp.unlink(missing_ok=True)
-        if outcome is StoreOutcome.REPLACED:
-            LOGGER.warning("replaced %s: same SOP Instance UID, different bytes", relative_path)
         return StoredFile(target, relative_path, sha256, size, outcome)
 
     def quarantine(self, raw: bytes | BinaryIO, reason: str, peer: str) -> Path:
@@ -136,7 +155,7 @@ class Spool:
             }
             note_bytes = json.dumps(note, indent=2).encode("utf-8")
             self._write_new(note_bytes, self._quarantine / f"{stem}{REASON_SUFFIX}")
-            _fsync_dir(self._quarantine)
+            fsync_dir(self._quarantine)
         return target
 
     def list_quarantine(self) -> list[QuarantinedFile]:
@@ -186,7 +205,7 @@ class Spool:
             outcome = StoreOutcome.REPLACED
         self._make_dirs(target.parent)
         os.replace(temp, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         return outcome
 
     def _make_dirs(self, directory: Path) -> None:
@@ -197,7 +216,7 @@ class Spool:
             directory = directory.parent
         for created in reversed(missing):
             created.mkdir(exist_ok=True)
-            _fsync_dir(created.parent)
+            fsync_dir(created.parent)
 
     @contextmanager
     def _disk_errors(self) -> Iterator[None]:
@@ -229,7 +248,8 @@ def _file_sha256(path: Path) -> str:
         return hashlib.file_digest(existing, "sha256").hexdigest()
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make the entries of `directory` (a rename into it, say) durable."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

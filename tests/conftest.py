@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from io import BytesIO
+from pathlib import Path
 from typing import Any
 
 import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import UID
+from sqlalchemy.orm import Session, sessionmaker
 
+from agent.db.models import Base
+from agent.db.session import create_db_engine, session_factory
 from agent.received import ReceivedInstance
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -49,3 +56,40 @@ def make_received() -> MakeReceived:
         return ReceivedInstance(**values)
 
     return make
+
+
+@pytest.fixture
+def sqlite_sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    """Sessions on a throwaway SQLite job database made from the models (no migration)."""
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'jobs.db'}")
+    Base.metadata.create_all(engine)
+    yield session_factory(engine)
+    engine.dispose()
+
+
+def part10(dataset: Dataset) -> bytes:
+    """`dataset` as the bytes of a DICOM Part 10 file (Explicit VR Little Endian)."""
+    dataset.file_meta = FileMetaDataset()
+    dataset.file_meta.TransferSyntaxUID = UID(EXPLICIT_VR_LITTLE_ENDIAN)
+    buffer = BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def ct_header(
+    study_uid: str, series_uid: str, number: int, z: float, modality: str = "CT"
+) -> Dataset:
+    """The header of axial slice `number` at height `z`, without pixels: enough for routing
+    and the geometry check, not for loading a volume."""
+    ds = Dataset()
+    ds.SOPClassUID = CT_IMAGE_STORAGE
+    ds.SOPInstanceUID = f"{series_uid}.{number}"
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = series_uid
+    ds.Modality = modality
+    ds.InstanceNumber = number
+    ds.ImagePositionPatient = [0.0, 0.0, z]
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.PixelSpacing = [0.7, 0.7]
+    ds.Rows = ds.Columns = 8
+    return ds

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 NO_TOKENS_CONFIGURED = (
     "the API has no token configured, so it refuses every request: add one under `api: tokens:`"
-    " in agent.yaml or set DICOM_AGENT_API='{\"tokens\": [\"<a long random string>\"]}'"
+    ' in agent.yaml or set DICOM_AGENT_API=\'{"tokens": ["<a long random string>"]}\''
     " (e.g. from `python -c 'import secrets; print(secrets.token_urlsafe(32))'`), then restart"
 )
 TOKEN_REQUIRED = "a valid API token is required: send `Authorization: Bearer <token>`"
@@ -61,5 +61,5 @@ def require_token(
         raise _refuse(NO_TOKENS_CONFIGURED)
     if credentials is None or not token_matches(credentials.credentials, tokens):
         client = request.client.host if request.client else "unknown"
-        log.warning("API request to %s refused: no valid token (client %s)", request.url.path, client)
+        log.warning("refused %s from %s: no valid token", request.url.path, client)
         raise _refuse(TOKEN_REQUIRED)

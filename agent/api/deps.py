@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, cast
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent.config import Settings
@@ -36,3 +36,7 @@ def db_session(request: Request) -> Iterator[Session]:
 
 SessionDep = Annotated[Session, Depends(db_session, scope="function")]
 StateDep = Annotated[ApiState, Depends(api_state)]
+
+Limit = Annotated[int, Query(ge=1, le=1000, description="At most this many, newest first.")]
+PatientId = Annotated[str | None, Query(description="Only this Patient ID.")]
+AccessionNumber = Annotated[str | None, Query(description="Only this Accession Number.")]

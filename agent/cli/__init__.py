@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from agent.cli import config, db, jobs, studies
+from agent.cli import config, db, echo, jobs, models, rules, serve, studies, worker
 from agent.cli.context import CliState
 from agent.errors import AgentError
 
@@ -55,3 +55,8 @@ app.add_typer(config.app, name="config")
 app.add_typer(db.app, name="db")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(studies.app, name="studies")
+app.command("serve")(serve.serve)
+app.command("worker")(worker.worker)
+app.add_typer(models.app, name="models")
+app.add_typer(rules.app, name="rules")
+app.command("echo")(echo.echo)

@@ -7,6 +7,7 @@ the admin surface's questions.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, TypeVar
@@ -240,6 +241,19 @@ def list_studies(
     return [
         StudySummary(study, series, instances) for study, series, instances in session.execute(stmt)
     ]
+
+
+def series_of_studies(session: Session, study_ids: Sequence[int]) -> dict[int, list[Series]]:
+    """The series of each study in `study_ids` (by series number), keyed by study id."""
+    found: dict[int, list[Series]] = {study_id: [] for study_id in study_ids}
+    stmt = (
+        select(Series)
+        .where(Series.study_id.in_(study_ids))
+        .order_by(Series.study_id, Series.series_number, Series.id)
+    )
+    for series in session.scalars(stmt):
+        found[series.study_id].append(series)
+    return found
 
 
 def expired_jobs(session: Session, now: datetime) -> list[Job]:

@@ -29,7 +29,7 @@ class StudySummaryRead(_Read):
     instance_count: int
 
 
-class SeriesRead(_Read):
+class SeriesSummaryRead(_Read):
     id: int
     series_instance_uid: str
     modality: str
@@ -40,7 +40,14 @@ class SeriesRead(_Read):
     instance_count: int
     reopened: int
     last_received_at: datetime
+
+
+class SeriesRead(SeriesSummaryRead):
     study: StudyRead
+
+
+class StudyWithSeriesRead(StudySummaryRead):
+    series: list[SeriesSummaryRead]
 
 
 class JobEventRead(_Read):

@@ -6,21 +6,27 @@ from __future__ import annotations
 
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg import sql
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from agent import jobs
 from agent.db.migrate import upgrade
-from agent.db.models import Base
-from agent.db.session import create_db_engine, session_factory
+from agent.db.models import Base, Series
+from agent.db.queries import record_instance
+from agent.db.session import create_db_engine, session_factory, session_scope
+from agent.received import ReceivedInstance
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 PG_ADMIN = f"host={PG_HOST} port={PG_PORT} user=postgres dbname=postgres"
+
+MakeReceived = Callable[..., ReceivedInstance]
+SeedJobs = Callable[[sessionmaker[Session]], list[int]]
 
 
 def _postgres_reachable() -> str | None:
@@ -79,3 +85,31 @@ def engine(database_url: str) -> Iterator[Engine]:
 @pytest.fixture
 def sessions(engine: Engine) -> sessionmaker[Session]:
     return session_factory(engine)
+
+
+@pytest.fixture
+def seed_jobs(make_received: MakeReceived) -> SeedJobs:
+    """Adds two jobs to a migrated database and returns their ids: first a failed one
+    (patient P1, accession ACC-0, priority 0), then a queued one (P2, ACC-1, priority 1)."""
+
+    def seed(sessions: sessionmaker[Session]) -> list[int]:
+        with session_scope(sessions) as session:
+            created = []
+            for n, patient in enumerate(["P1", "P2"]):
+                received = make_received(
+                    study_instance_uid=f"1.{n}",
+                    series_instance_uid=f"1.{n}.1",
+                    patient_id=patient,
+                    accession_number=f"ACC-{n}",
+                )
+                record_instance(session, received)
+                uid_is = Series.series_instance_uid == received.series_instance_uid
+                series = session.scalars(select(Series).where(uid_is)).one()
+                created.append(
+                    jobs.create_job(session, series, pipeline="lung", rule="ct", priority=n)
+                )
+            jobs.claim_job(session, created[0].id, "w1", 600)
+            jobs.fail_job(session, created[0], "w1", "model crashed")
+            return [job.id for job in created]
+
+    return seed

@@ -8,19 +8,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner, Result
 
-from agent import jobs
 from agent.cli import app
-from agent.db.models import Series
-from agent.db.queries import record_instance
-from agent.db.session import create_db_engine, session_factory, session_scope
-from agent.received import ReceivedInstance
+from agent.db.session import create_db_engine, session_factory
 
 pytestmark = pytest.mark.integration
 
-MakeReceived = Callable[..., ReceivedInstance]
+SeedJobs = Callable[[sessionmaker[Session]], list[int]]
 
 
 @pytest.fixture
@@ -36,26 +32,14 @@ def _run(config_path: Path, *args: str, env: dict[str, str] | None = None) -> Re
 
 
 @pytest.fixture
-def job_ids(config_path: Path, tmp_path: Path, make_received: MakeReceived) -> list[int]:
+def job_ids(config_path: Path, tmp_path: Path, seed_jobs: SeedJobs) -> list[int]:
     """`db upgrade` on a fresh database, then two jobs: one failed, one queued."""
     assert _run(config_path, "db", "upgrade").exit_code == 0
     engine = create_db_engine(f"sqlite:///{tmp_path / 'spool' / 'agent.db'}")
-    with session_scope(session_factory(engine)) as session:
-        created = []
-        for n, patient in enumerate(["P1", "P2"]):
-            received = make_received(
-                study_instance_uid=f"1.{n}", series_instance_uid=f"1.{n}.1", patient_id=patient
-            )
-            record_instance(session, received)
-            series = session.scalars(select(Series).where(Series.series_instance_uid == f"1.{n}.1"))
-            created.append(
-                jobs.create_job(session, series.one(), pipeline="lung", rule="ct", priority=n)
-            )
-        jobs.claim_job(session, created[0].id, "w1", 600)
-        jobs.fail_job(session, created[0], "w1", "model crashed")
-        ids = [job.id for job in created]
-    engine.dispose()
-    return ids
+    try:
+        return seed_jobs(session_factory(engine))
+    finally:
+        engine.dispose()
 
 
 def test_config_check_prints_masked_settings(config_path: Path) -> None:

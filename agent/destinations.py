@@ -1,0 +1,59 @@
+"""Is a configured destination usable? C-ECHO a DICOM peer; try writing into a folder."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+from agent.config import DicomWebDestination, DimseDestination, FolderDestination, Settings
+from agent.dimse import scu
+from agent.errors import DestinationError
+
+log = logging.getLogger(__name__)
+
+AnyDestination = DimseDestination | FolderDestination | DicomWebDestination
+
+
+def find_destination(settings: Settings, name: str) -> AnyDestination:
+    """The destination called `name`; DestinationError naming the configured ones if none."""
+    for destination in settings.destinations:
+        if destination.name == name:
+            return destination
+    known = ", ".join(d.name for d in settings.destinations) or "none"
+    raise DestinationError(f"no destination named {name!r}; configured: {known}")
+
+
+def check_destination(destination: AnyDestination, calling_ae: str) -> str:
+    """A line saying the destination is usable; an AgentError saying why not otherwise."""
+    if isinstance(destination, DimseDestination):
+        return _echo(destination, calling_ae)
+    if isinstance(destination, FolderDestination):
+        return _check_folder(destination.path)
+    raise DestinationError(
+        f"destination {destination.name!r} is {destination.kind}: "
+        "only dimse and folder destinations can be checked"
+    )
+
+
+def _echo(destination: DimseDestination, calling_ae: str) -> str:
+    where = f"{destination.ae_title} at {destination.host}:{destination.port}"
+    if not scu.echo(destination.ae_title, destination.host, destination.port, calling_ae):
+        raise DestinationError(f"C-ECHO to {where} was answered with a failure status")
+    log.info("C-ECHO to %s succeeded", where)
+    return f"C-ECHO to {where} succeeded"
+
+
+def _check_folder(path: Path) -> str:
+    """Write and delete a file in `path`, or in its nearest existing parent if it is missing."""
+    existing = next(folder for folder in (path, *path.parents) if folder.exists())
+    if not existing.is_dir():
+        raise DestinationError(f"{existing} exists but is not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise DestinationError(f"cannot write in {existing}: {exc.strerror}") from exc
+    if existing == path:
+        return f"folder {path} is writable"
+    return f"folder {path} does not exist yet; it can be created in {existing}"

@@ -1,0 +1,101 @@
+"""A real PACS for end-to-end tests: Debian's Orthanc on loopback, with its own temporary config."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ORTHANC = shutil.which("Orthanc")
+DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Pacs:
+    ae_title: str
+    dicom_port: int
+    http_url: str
+
+    def get(self, path: str) -> Any:
+        response = httpx.get(f"{self.http_url}{path}", timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def file(self, instance_id: str) -> bytes:
+        response = httpx.get(f"{self.http_url}/instances/{instance_id}/file", timeout=10)
+        response.raise_for_status()
+        return response.content
+
+
+def _config(
+    root: Path, ae_title: str, dicom_port: int, http_port: int, peer: tuple[str, int]
+) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "Name": "e2e-pacs",
+        "StorageDirectory": str(root / "storage"),
+        "IndexDirectory": str(root / "index"),
+        "HttpPort": http_port,
+        "DicomPort": dicom_port,
+        "DicomAet": ae_title,
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False,
+        "DicomCheckCalledAet": True,
+        "DicomAlwaysAllowStore": True,
+        "DicomModalities": {"agent": [peer[0], "127.0.0.1", peer[1]]},
+        "Plugins": [],
+    }
+    if DICOMWEB_PLUGIN.exists():
+        config["Plugins"] = [str(DICOMWEB_PLUGIN)]
+        config["DicomWeb"] = {"Enable": True, "Root": "/dicom-web/"}
+    return config
+
+
+@contextmanager
+def running_orthanc(root: Path, peer: tuple[str, int] = ("AI_AGENT", 11112)) -> Iterator[Pacs]:
+    """Start Orthanc on free loopback ports; stop it and keep its log on failure."""
+    assert ORTHANC, "Orthanc is not installed (Debian package orthanc)"
+    root.mkdir(parents=True, exist_ok=True)
+    dicom_port, http_port = free_port(), free_port()
+    config_path = root / "orthanc.json"
+    config_path.write_text(json.dumps(_config(root, "E2E_PACS", dicom_port, http_port, peer)))
+    log = (root / "orthanc.log").open("w")
+    process = subprocess.Popen([ORTHANC, str(config_path)], stdout=log, stderr=subprocess.STDOUT)
+    pacs = Pacs("E2E_PACS", dicom_port, f"http://127.0.0.1:{http_port}")
+    try:
+        _wait_ready(pacs, process, root / "orthanc.log")
+        yield pacs
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def _wait_ready(pacs: Pacs, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"Orthanc exited: {log.read_text()[-2000:]}")
+        try:
+            pacs.get("/system")
+            return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError(f"Orthanc did not answer in 30 s: {log.read_text()[-2000:]}")

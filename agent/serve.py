@@ -123,8 +123,13 @@ class ApiThread(threading.Thread):
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(name="api", daemon=True)
+        # No access log: query strings (?patient=...) would put patient IDs into the logs.
         config = uvicorn.Config(
-            create_app(settings), host=settings.api.host, port=settings.api.port, log_config=None
+            create_app(settings),
+            host=settings.api.host,
+            port=settings.api.port,
+            log_config=None,
+            access_log=False,
         )
         self._server = uvicorn.Server(config)
 

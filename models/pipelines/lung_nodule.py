@@ -24,7 +24,12 @@ from models.pipelines.candidates import Candidate, classifier_inputs, find_candi
 from models.pipelines.inference import Runtime, pick_runtime, prepare, sliding_window_probability
 from models.preprocess import resample, to_working_grid
 from models.reference import WEIGHTS_DIR
-from models.reference.network import WORKING_SPACING, CandidateClassifier, build_detector
+from models.reference.network import (
+    WORKING_SPACING,
+    CandidateClassifier,
+    build_detector,
+    load_weights,
+)
 from models.volume import Volume
 
 SEGMENT = SegmentDescription(1, "Lung nodule", ABNORMAL_STRUCTURE, NODULE, LUNG)
@@ -57,10 +62,12 @@ class LungNodulePipeline:
         self.version = str(metadata["version"])
         self.thresholds = Thresholds(**metadata.get("thresholds", {}))
         self.runtime = runtime or pick_runtime()
-        self.detector = prepare(_load(build_detector(), weights_dir / "detector.pt"), self.runtime)
+        self.detector = prepare(
+            load_weights(build_detector(), weights_dir / "detector.pt"), self.runtime
+        )
         classifier_path = weights_dir / "classifier.pt"
         self.classifier = (
-            prepare(_load(CandidateClassifier(), classifier_path), self.runtime)
+            prepare(load_weights(CandidateClassifier(), classifier_path), self.runtime)
             if classifier_path.exists()
             else None
         )
@@ -112,12 +119,6 @@ class LungNodulePipeline:
         with torch.inference_mode():
             logits = self.classifier(inputs.float())
         return [float(v) for v in torch.sigmoid(logits.float()).cpu()]
-
-
-def _load(model: torch.nn.Module, path: Path) -> torch.nn.Module:
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    return model
 
 
 def working_view(hu: np.ndarray, spacing: tuple[float, float, float]) -> WorkingView | None:

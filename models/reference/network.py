@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import torch
 from monai.networks.nets import UNet
@@ -47,3 +48,17 @@ class CandidateClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits: torch.Tensor = self.head(self.features(x))[:, 0]
         return logits
+
+
+def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Half-precision copy of the floating-point tensors keeps the committed files small."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    compact = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    torch.save(compact, path)
+
+
+def load_weights(model: nn.Module, path: Path) -> nn.Module:
+    """Load weights saved by `save_weights` into `model` as float32."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    return model

@@ -23,7 +23,13 @@ from torch.utils.data import DataLoader, IterableDataset
 from models.pipelines.inference import channels_last, pick_runtime, prepare
 from models.pipelines.lung_nodule import Thresholds
 from models.reference.classifier_training import mine, train_classifier
-from models.reference.network import DETECTOR_PATCH, WORKING_SPACING, build_detector
+from models.reference.network import (
+    DETECTOR_PATCH,
+    WORKING_SPACING,
+    build_detector,
+    load_weights,
+    save_weights,
+)
 from models.reference.phantom import GENERATOR_VERSION
 from models.reference.samples import TRAINING_SEED_LIMIT, patches
 
@@ -43,7 +49,7 @@ class PatchStream(IterableDataset[tuple[torch.Tensor, torch.Tensor]]):
             yield image[None], target[None].long()
 
 
-def train_detector(seed: int, steps: int, batch: int, scratch: Path) -> dict[str, float]:
+def train_detector(seed: int, steps: int, batch: int, scratch: Path) -> dict[str, object]:
     torch.manual_seed(seed)
     model = channels_last(build_detector())
     optimiser = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-5)
@@ -77,22 +83,22 @@ def train_detector(seed: int, steps: int, batch: int, scratch: Path) -> dict[str
         if step % 500 == 0:
             torch.save(model.state_dict(), scratch / "detector-checkpoint.pt")
     save_weights(model.state_dict(), WEIGHTS_DIR / "detector.pt")
-    return {"final_loss": running, "seconds": time.perf_counter() - started}
+    return {
+        "final_loss": running,
+        "seconds": time.perf_counter() - started,
+        "generator_version": GENERATOR_VERSION,
+    }
 
 
-def run_classifier_stage(seed: int, phantoms: int, steps: int) -> dict[str, float]:
-    detector = build_detector()
-    state = torch.load(WEIGHTS_DIR / "detector.pt", weights_only=True)
-    detector.load_state_dict(
-        {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    )
+def run_classifier_stage(seed: int, phantoms: int, steps: int) -> dict[str, object]:
+    detector = load_weights(build_detector(), WEIGHTS_DIR / "detector.pt")
     first = (seed * 10_000 + 5_000) % TRAINING_SEED_LIMIT
     inputs, labels = mine(
         prepare(detector, pick_runtime()), range(first, first + phantoms), pick_runtime()
     )
     model, report = train_classifier(inputs, labels, steps, seed)
     save_weights(model.state_dict(), WEIGHTS_DIR / "classifier.pt")
-    return report
+    return {**report, "generator_version": GENERATOR_VERSION}
 
 
 def write_metadata(args: argparse.Namespace, report: dict[str, object]) -> None:
@@ -113,20 +119,13 @@ def write_metadata(args: argparse.Namespace, report: dict[str, object]) -> None:
             "scaling": "clip then map to [0, 1]",
             "crop": "lung bounding box from a 2 mm threshold lung mask, 10 mm margin",
         },
-        "training": {**report, "generator_version": GENERATOR_VERSION, "batch": args.batch},
+        "training": {**previous.get("training", {}), **report},
         "thresholds": previous.get("thresholds", dataclasses.asdict(Thresholds())),
     }
     for key in ("validation", "evaluation"):
         if key in previous:
             metadata[key] = previous[key]
     path.write_text(json.dumps(metadata, indent=2) + "\n")
-
-
-def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
-    """Half-precision copy of the floating-point tensors keeps the committed files small."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    compact = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    torch.save(compact, path)
 
 
 def main() -> None:
@@ -142,7 +141,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(2)
     args.scratch.mkdir(parents=True, exist_ok=True)
-    report: dict[str, object] = {"seed": args.seed}
+    report: dict[str, object] = {"seed": args.seed, "batch": args.batch}
     if args.stage in ("all", "detector"):
         report["detector"] = train_detector(
             args.seed, args.detector_steps, args.batch, args.scratch

@@ -65,6 +65,9 @@ def main() -> None:
     )
     parser.add_argument("--weights", type=Path, default=WEIGHTS_DIR)
     parser.add_argument("--output", type=Path, default=Path("scratch/evaluation.json"))
+    parser.add_argument(
+        "--record", action="store_true", help="store the summary in the weights' metadata"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.tune and args.split != "validation":
@@ -74,18 +77,19 @@ def main() -> None:
     if args.tune:
         pipeline.thresholds = dataclasses.replace(pipeline.thresholds, classifier=0.0)
     tables, seconds = run_cases(pipeline, range(base, base + args.cases))
+    metadata_path = args.weights / "reference.json"
+    metadata = json.loads(metadata_path.read_text())
     if args.tune:
         threshold, summary = choose_threshold(tables)
-        metadata_path = args.weights / "reference.json"
-        metadata = json.loads(metadata_path.read_text())
         metadata["thresholds"]["classifier"] = threshold
-        metadata["validation"] = summary
-        metadata_path.write_text(json.dumps(metadata, indent=2) + "\n")
     else:
         summary = summarise([outcome(t, pipeline.thresholds.classifier) for t in tables])
     summary.update(
         split=args.split, seeds=[base, base + args.cases - 1], mean_seconds=float(np.mean(seconds))
     )
+    if args.tune or args.record:
+        metadata[args.split] = summary
+        metadata_path.write_text(json.dumps(metadata, indent=2) + "\n")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))

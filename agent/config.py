@@ -8,6 +8,7 @@ Relative paths are relative to the working directory.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -40,6 +41,9 @@ ENV_PREFIX = "DICOM_AGENT_"
 CONFIG_PATH_ENV = "DICOM_AGENT_CONFIG"
 DEFAULT_SPOOL_DIR = Path("var/spool")
 AE_TITLE_MAX = 16
+MAX_DEFAULT_RECEIVERS = 8
+"""Each receiver is a Python process (about 90 MB) with its own database connection, so on a
+large host the default stops here; set `dimse_processes` to go beyond."""
 
 
 def _check_ae_title(value: str) -> str:
@@ -191,6 +195,12 @@ class ApiSettings(_Section):
     tokens: list[SecretStr] = Field(default_factory=list)
 
 
+def _default_dimse_processes() -> int:
+    """One receiving process per CPU this process may run on, at most `MAX_DEFAULT_RECEIVERS`."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cpus or 1, MAX_DEFAULT_RECEIVERS))
+
+
 def _default_database_url(data: dict[str, Any]) -> str:
     return f"sqlite:///{data['spool_dir'] / 'agent.db'}"
 
@@ -232,6 +242,7 @@ class Settings(_Section):
     ae_title: AETitle = "AI_AGENT"
     host: str = "127.0.0.1"
     port: Port = 11112
+    dimse_processes: PositiveInt = Field(default_factory=_default_dimse_processes)
     allowed_peers: list[AETitle] = Field(default_factory=list)
     tls: TlsSettings = TlsSettings()
     spool_dir: Path = DEFAULT_SPOOL_DIR

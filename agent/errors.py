@@ -71,6 +71,13 @@ class SpoolFullError(SpoolError):
         super().__init__(f"no space left in the spool at {path}")
 
 
+class ReceiverStartError(AgentError):
+    """A DICOM receiver process did not start serving; its own log lines say why."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"a DICOM receiver process {problem}")
+
+
 class UnparsableInstanceError(AgentError):
     """Received bytes whose identifying tags cannot be read; they belong in quarantine."""
 

@@ -1,18 +1,18 @@
 """The node `dicom-agent serve` runs: listener, completion loop, reconciler, API, local worker.
 
 `Node.start` brings the database schema up to date, then starts, each in its own thread:
-the storage SCP (recording every spooled instance in the job database), the completion loop
-(about every second: quiet series become ready, are routed and queued, and their jobs sent),
-the reconciler (every `reconcile_interval_seconds`), the HTTP API (`agent.api.app` under
-uvicorn), and with an embedded broker a local worker subprocess (`dicom-agent worker`),
-restarted by the reconciler loop should it die. `Node.stop` stops them in the reverse order;
-`serve` runs a node until SIGINT or SIGTERM.
+the completion loop (about every second: quiet series become ready, are routed and queued,
+and their jobs sent), the reconciler (every `reconcile_interval_seconds`), the HTTP API
+(`agent.api.app` under uvicorn); with an embedded broker a local worker subprocess
+(`dicom-agent worker`); and last the storage SCP: `dimse_processes` receiver processes
+(`agent.dimse.receivers`) sharing the DICOM port, each recording every spooled instance in
+the job database. The reconciler loop restarts a receiver or the local worker should one
+die. `Node.stop` stops them in the reverse order; `serve` runs a node until SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -22,17 +22,14 @@ from pathlib import Path
 
 import uvicorn
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
 
 from agent import completion
 from agent.api.app import create_app
 from agent.config import Settings
 from agent.db.migrate import upgrade
-from agent.db.queries import record_instance
-from agent.db.session import create_db_engine, session_factory, session_scope
-from agent.dimse.scp import ScpServer, start_scp
-from agent.dimse.tls import server_tls_context
-from agent.received import ReceivedInstance
+from agent.db.session import create_db_engine, session_factory
+from agent.dimse.receivers import ReceiverPool
+from agent.processes import child_environment
 from agent.reconciler import Outbox, Reconciler
 from agent.spool import Spool
 from workers.celery_app import CeleryDispatcher, is_embedded_broker, make_celery
@@ -42,17 +39,6 @@ log = logging.getLogger(__name__)
 COMPLETION_INTERVAL_SECONDS = 1.0
 WORKER_STOP_SECONDS = 30.0
 THREAD_STOP_SECONDS = 10.0
-
-
-class DatabaseRecorder:
-    """The SCP's `InstanceRecorder`: indexes each spooled instance in its own transaction."""
-
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
-        self._sessions = sessions
-
-    def record(self, instance: ReceivedInstance) -> None:
-        with session_scope(self._sessions) as session:
-            record_instance(session, instance)
 
 
 class PeriodicThread(threading.Thread):
@@ -94,7 +80,7 @@ class LocalWorker:
         config = ["--config", str(self._config_path)] if self._config_path else []
         command = [sys.executable, "-m", "agent.cli", *config, "worker"]
         # Its own session: a Ctrl-C at the terminal reaches `serve` only, which stops it.
-        self._process = subprocess.Popen(command, env=_child_environment(), start_new_session=True)
+        self._process = subprocess.Popen(command, env=child_environment(), start_new_session=True)
         log.info("local worker started (pid %d)", self._process.pid)
 
     def stop(self) -> None:
@@ -109,13 +95,6 @@ class LocalWorker:
             log.warning("local worker did not stop in %.0f s; killing it", WORKER_STOP_SECONDS)
             process.kill()
             process.wait()
-
-
-def _child_environment() -> dict[str, str]:
-    """This environment, with the folder holding `agent` importable by the child."""
-    root = str(Path(__file__).resolve().parents[1])
-    path = os.environ.get("PYTHONPATH")
-    return {**os.environ, "PYTHONPATH": root if not path else f"{root}{os.pathsep}{path}"}
 
 
 class ApiThread(threading.Thread):
@@ -159,13 +138,19 @@ class Node:
             local_worker = is_embedded_broker(settings.broker_url)
         self._worker = LocalWorker(config_path) if local_worker else None
         self._engine: Engine | None = None
-        self._scp: ScpServer | None = None
+        self._receivers: ReceiverPool | None = None
         self._threads: list[PeriodicThread | ApiThread] = []
 
     @property
     def scp_address(self) -> tuple[str, int]:
-        assert self._scp is not None, "the node is not started"
-        return self._scp.address
+        assert self._receivers is not None, "the node is not started"
+        return self._receivers.address
+
+    @property
+    def receiver_pids(self) -> list[int]:
+        """The process ids of the DICOM receivers."""
+        assert self._receivers is not None, "the node is not started"
+        return self._receivers.pids
 
     def start(self) -> None:
         """Start every part; if one fails to start, the others are stopped again."""
@@ -191,6 +176,8 @@ class Node:
                 outbox.send_job(job_id)
 
         def reconcile() -> None:
+            if self._receivers is not None:
+                self._receivers.ensure_running()
             if self._worker is not None:
                 self._worker.ensure_running()
             reconciler.tick()
@@ -205,32 +192,14 @@ class Node:
             self._threads.append(ApiThread(settings))
         for thread in self._threads:
             thread.start()
-        self._scp = self._start_scp(spool, sessions)
-
-    def _start_scp(self, spool: Spool, sessions: sessionmaker[Session]) -> ScpServer:
-        settings = self.settings
-        tls = settings.tls
-        tls_context = (
-            server_tls_context(tls.cert_file, tls.key_file, tls.ca_file)
-            if tls.enabled and tls.cert_file and tls.key_file
-            else None
-        )
-        return start_scp(
-            ae_title=settings.ae_title,
-            host=settings.host,
-            port=settings.port,
-            spool=spool,
-            recorder=DatabaseRecorder(sessions),
-            allowed_peers=settings.allowed_peers,
-            tls_context=tls_context,
-            log_phi=settings.log_phi,
-        )
+        self._receivers = ReceiverPool(settings)
+        self._receivers.start()
 
     def stop(self) -> None:
         """Stop receiving first, then the loops and the API, then the local worker."""
-        if self._scp is not None:
-            self._scp.shutdown()
-            self._scp = None
+        if self._receivers is not None:
+            self._receivers.stop()
+            self._receivers = None
         for thread in reversed(self._threads):
             thread.stop()
         self._threads.clear()

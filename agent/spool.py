@@ -10,6 +10,11 @@ Layout under the spool root:
 Raw UIDs never become file names. Every write goes to `tmp/` on the same filesystem, is
 fsynced, renamed atomically and the directory fsynced, so a file that exists under
 `instances/` or `quarantine/` is complete.
+
+`store` does all of that for one file. Receivers that write many files at once split it:
+`stage` (write to `tmp/` and fsync, in parallel), then `place` each file (rename) and
+`sync_directories` once for the whole batch, so a series' directory is fsynced once per batch
+rather than once per file.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import logging
 import os
 import secrets
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,6 +54,15 @@ class StoreOutcome(StrEnum):
     NEW = "new"
     DUPLICATE = "duplicate"  # same SOP Instance UID, same bytes: nothing written
     REPLACED = "replaced"  # same SOP Instance UID, different bytes: the newest kept
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    """Bytes written and fsynced under `tmp/`, waiting for `Spool.place` to name them."""
+
+    temp: Path
+    sha256: str
+    size_bytes: int
 
 
 @dataclass(frozen=True)
@@ -112,12 +126,8 @@ class Spool:
         Instance UID replace the older file (logged). Raises `SpoolFullError` when the disk
         is full and `SpoolError` on any other write failure; nothing is half-written then.
         """
-        stored = self._store_at(instance_relative_path(study_uid, series_uid, sop_uid), raw)
-        if stored.outcome is StoreOutcome.REPLACED:
-            LOGGER.warning(
-                "replaced %s: same SOP Instance UID, different bytes", stored.relative_path
-            )
-        return stored
+        relative_path = instance_relative_path(study_uid, series_uid, sop_uid)
+        return self._store_at(relative_path, self.stage(raw))
 
     def store_result(
         self, raw: bytes, *, study_uid: str, series_uid: str, sop_uid: str
@@ -127,17 +137,54 @@ class Spool:
         Encoding a job again gives the same UIDs, so its files are replaced in place.
         """
         relative_path = instance_relative_path(study_uid, series_uid, sop_uid, RESULTS_DIR)
-        return self._store_at(relative_path, raw)
+        return self._store_at(relative_path, self.stage(raw))
 
-    def _store_at(self, relative_path: str, raw: bytes | BinaryIO) -> StoredFile:
-        target = self.path_of(relative_path)
+    def stage(self, raw: bytes | BinaryIO) -> StagedFile:
+        """Write `raw` to a new file under `tmp/` and fsync it; `place` names it later."""
         with self._disk_errors():
             temp, sha256, size = self._write_temp(raw)
+        return StagedFile(temp, sha256, size)
+
+    def place(self, staged: StagedFile, relative_path: str) -> StoredFile:
+        """Rename a staged file to `relative_path` (or drop it: same bytes already there).
+
+        The rename is atomic but not yet durable: call `sync_directories` before telling
+        anyone the file is stored. The staged file is gone afterwards, even on failure.
+        Results are replaced in place by design; a replaced received instance is logged.
+        """
+        target = self.path_of(relative_path)
+        with self._disk_errors():
             try:
-                outcome = self._place(temp, target, sha256, size)
+                outcome = self._place(staged.temp, target, staged.sha256, staged.size_bytes)
             finally:
-                temp.unlink(missing_ok=True)
-        return StoredFile(target, relative_path, sha256, size, outcome)
+                staged.temp.unlink(missing_ok=True)
+        if outcome is StoreOutcome.REPLACED and relative_path.startswith(INSTANCES_DIR):
+            LOGGER.warning("replaced %s: same SOP Instance UID, different bytes", relative_path)
+        return StoredFile(target, relative_path, staged.sha256, staged.size_bytes, outcome)
+
+    def discard(self, staged: StagedFile) -> None:
+        """Remove a staged file that will not be placed."""
+        staged.temp.unlink(missing_ok=True)
+
+    def sync_directories(self, placed: Iterable[Path]) -> None:
+        """Make the names of placed files durable: one fsync per distinct directory.
+
+        Sync a duplicate's directory too: its file may have been placed a moment ago by
+        another process whose own sync has not finished yet.
+        """
+        with self._disk_errors():
+            for directory in sorted({path.parent for path in placed}):
+                fsync_dir(directory)
+
+    def _store_at(self, relative_path: str, staged: StagedFile) -> StoredFile:
+        stored = self.place(staged, relative_path)
+        self.sync_directories([stored.path])
+        return stored
+
+    def instance_paths(self) -> Iterator[str]:
+        """The spool-relative path of every received instance's file."""
+        for path in (self.root / INSTANCES_DIR).glob("*/*/*/*.dcm"):
+            yield path.relative_to(self.root).as_posix()
 
     def quarantine(self, raw: bytes | BinaryIO, reason: str, peer: str) -> Path:
         """Keep bytes that cannot be used, with a `.reason.json` beside them; return the path."""
@@ -205,7 +252,6 @@ class Spool:
             outcome = StoreOutcome.REPLACED
         self._make_dirs(target.parent)
         os.replace(temp, target)
-        fsync_dir(target.parent)
         return outcome
 
     def _make_dirs(self, directory: Path) -> None:

@@ -1,4 +1,4 @@
-"""Fixtures any test may use."""
+"""Fixtures any test may use; those needing real servers come from `tests.support.fixtures`."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ from agent.received import ReceivedInstance
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
+
+pytest_plugins = ["tests.support.fixtures"]
 
 MakeReceived = Callable[..., ReceivedInstance]
 

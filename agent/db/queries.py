@@ -7,12 +7,13 @@ the admin surface's questions.
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Insert, case, func, select, update
+from sqlalchemy import Insert, Table, case, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import InstrumentedAttribute, Session, contains_eager, selectinload
@@ -59,10 +60,14 @@ def parse_dicom_date(value: str) -> date | None:
 
 
 def _insert_ignoring_conflict(session: Session, model: type[Base]) -> Insert:
-    """`INSERT ... ON CONFLICT DO NOTHING` for this session's backend (safe under races)."""
+    """`INSERT ... ON CONFLICT DO NOTHING` for this session's backend (safe under races).
+
+    Into the model's table, not the ORM entity, so that a list of rows runs as one
+    executemany of one compiled statement, with its row count.
+    """
     dialect = session.get_bind().dialect.name
     insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    return insert(model).on_conflict_do_nothing()
+    return insert(cast(Table, model.__table__)).on_conflict_do_nothing()
 
 
 def _get_or_insert(
@@ -156,23 +161,49 @@ def record_instance(session: Session, received: ReceivedInstance) -> bool:
     `last_received_at` and puts it back to `receiving`, counting a re-open if routing had
     already decided on it (queued, skipped or done).
     """
-    uid_is = Instance.sop_instance_uid == received.sop_instance_uid
-    existing = session.scalars(select(Instance).where(uid_is)).one_or_none()
-    if existing is not None and existing.sha256 == received.sha256:
-        return False
+    return record_instances(session, [received]) > 0
+
+
+def record_instances(session: Session, received: Sequence[ReceivedInstance]) -> int:
+    """Index a batch of spooled instances as `record_instance` does each; how many changed.
+
+    New instances of one series go in with one INSERT and are counted into their series
+    once; of several records with one SOP Instance UID, the last one counts.
+    """
+    latest = {instance.sop_instance_uid: instance for instance in received}
+    known = select(Instance).where(Instance.sop_instance_uid.in_(list(latest)))
+    existing = {row.sop_instance_uid: row for row in session.scalars(known)}
+    new_by_series: dict[str, list[ReceivedInstance]] = defaultdict(list)
+    changed = 0
+    for uid, instance in latest.items():
+        row = existing.get(uid)
+        if row is None:
+            new_by_series[instance.series_instance_uid].append(instance)
+        elif row.sha256 != instance.sha256:
+            _replace_existing(session, row, instance)
+            changed += 1
+    for group in new_by_series.values():
+        changed += _insert_new(session, group)
+    return changed
+
+
+def _insert_new(session: Session, group: Sequence[ReceivedInstance]) -> int:
+    """Insert new instances of one series (a concurrent insert of one of them wins)."""
+    series = _series_for(session, group[0], _study_for(session, group[0]))
+    rows = [{**_instance_values(instance), "series_id": series.id} for instance in group]
+    added = rows_affected(session, _insert_ignoring_conflict(session, Instance), rows)
+    if added:
+        _count_into_series(session, series, max(i.received_at for i in group), added=added)
+    return added
+
+
+def _replace_existing(session: Session, existing: Instance, received: ReceivedInstance) -> None:
     series = _series_for(session, received, _study_for(session, received))
-    if existing is None:
-        values = {**_instance_values(received), "series_id": series.id}
-        if not rows_affected(session, _insert_ignoring_conflict(session, Instance).values(values)):
-            return False
-        _count_into_series(session, series, received.received_at, added=1)
-        return True
     moved_from = existing.series if existing.series_id != series.id else None
     _replace_instance(session, existing, received, series)
     if moved_from is not None:
         _count_into_series(session, moved_from, received.received_at, added=-1)
     _count_into_series(session, series, received.received_at, added=int(moved_from is not None))
-    return True
 
 
 def get_job(session: Session, job_id: int) -> Job:

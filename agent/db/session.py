@@ -9,7 +9,7 @@ Hence no SAVEPOINTs; races on unique keys use INSERT ... ON CONFLICT DO NOTHING 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from sqlite3 import Connection as SQLiteConnection
@@ -70,7 +70,14 @@ def database_errors() -> Iterator[None]:
         ) from exc
 
 
-def rows_affected(session: Session, statement: Executable) -> int:
-    """Run an INSERT, UPDATE or DELETE in `session`; how many rows it touched."""
-    result = cast("CursorResult[Any]", session.execute(statement))
-    return result.rowcount
+def rows_affected(
+    session: Session, statement: Executable, rows: Sequence[dict[str, Any]] | None = None
+) -> int:
+    """Run an INSERT, UPDATE or DELETE in `session` (once per item of `rows`, if given: one
+    compiled statement for all); how many rows it touched.
+
+    `preserve_rowcount`: without it, drivers such as psycopg report -1 for an INSERT.
+    """
+    options = {"preserve_rowcount": True}
+    result = session.execute(statement, rows, execution_options=options)
+    return cast("CursorResult[Any]", result).rowcount

@@ -8,12 +8,15 @@ import time
 import traceback
 import weakref
 from dataclasses import dataclass, field
+from typing import cast
 
 from pynetdicom import evt
 from pynetdicom.association import Association
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event, EventHandlerType
 
 from agent.dimse.ingest import Ingestor
+from agent.dimse.part10 import part10_file
 from agent.dimse.status import Status, status_for
 from agent.errors import AgentError
 from agent.received import ReceivedInstance
@@ -58,7 +61,7 @@ class ScpHandlers:
         """Spool and record the dataset as received; any failure becomes a failure status."""
         calling_ae = event.assoc.requestor.ae_title
         try:
-            instance = self._ingestor.ingest(event.encoded_dataset(), calling_ae=calling_ae)
+            instance = self._ingestor.ingest(_received_file(event), calling_ae=calling_ae)
         except Exception as exc:  # the guard: a failure status, the association lives on
             self._log_failure(exc, calling_ae)
             self._count(event.assoc, stored=False)
@@ -147,3 +150,14 @@ class ScpHandlers:
             frame.filename,
             frame.lineno,
         )
+
+
+def _received_file(event: Event) -> bytes:
+    """The C-STORE's data set as a DICOM file, as `event.encoded_dataset()` makes it."""
+    request = cast(C_STORE, event.request)
+    return part10_file(
+        event.encoded_dataset(include_meta=False),
+        sop_class_uid=str(request.AffectedSOPClassUID),
+        sop_instance_uid=str(request.AffectedSOPInstanceUID),
+        transfer_syntax_uid=str(event.context.transfer_syntax),
+    )

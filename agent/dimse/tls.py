@@ -5,6 +5,8 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
+from agent.config import TlsSettings
+
 
 def server_tls_context(
     cert_file: Path, key_file: Path, ca_file: Path | None = None
@@ -27,3 +29,10 @@ def client_tls_context(
     if cert_file is not None:
         context.load_cert_chain(cert_file, key_file)
     return context
+
+
+def scp_tls_context(tls: TlsSettings) -> ssl.SSLContext | None:
+    """The SCP's context from the `tls` settings; None when TLS is off."""
+    if not (tls.enabled and tls.cert_file and tls.key_file):
+        return None
+    return server_tls_context(tls.cert_file, tls.key_file, tls.ca_file)

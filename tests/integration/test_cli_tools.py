@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ AGENT_AE = "AI_AGENT"
 class NoRecorder:
     """The echo tests store nothing; an SCP still needs a recorder."""
 
-    def record(self, instance: ReceivedInstance) -> None:
+    def record_batch(self, instances: Sequence[ReceivedInstance]) -> None:
         raise AssertionError("nothing should be stored by a C-ECHO")
 
 
@@ -37,8 +37,7 @@ def pacs_port(tmp_path: Path) -> Iterator[int]:
     """A storage SCP called PACS that accepts only the agent's AE title."""
     scp = start_scp(
         ae_title="PACS",
-        host=LOCALHOST,
-        port=0,
+        address=(LOCALHOST, 0),
         spool=Spool(tmp_path / "pacs"),
         recorder=NoRecorder(),
         allowed_peers=[AGENT_AE],

@@ -20,7 +20,14 @@ from agent import jobs
 from agent.db.enums import ExportState, JobState, ResultKind, SeriesState
 from agent.db.migrate import alembic_config, upgrade
 from agent.db.models import Base, Export, Instance, Job, JobEvent, Result, Series, Study
-from agent.db.queries import JobFilter, get_job, list_jobs, list_studies, record_instance
+from agent.db.queries import (
+    JobFilter,
+    get_job,
+    list_jobs,
+    list_studies,
+    record_instance,
+    record_instances,
+)
 from agent.db.schemas import JobDetail
 from agent.db.session import session_scope
 from agent.errors import ConcurrentUpdateError
@@ -360,3 +367,32 @@ def test_job_detail_carries_results_and_exports(
             )
         )
         session.flush()
+
+
+def test_a_batch_records_new_changed_and_known_instances_at_once(
+    sessions: sessionmaker[Session], make_received: MakeReceived
+) -> None:
+    known, changed = make_received(), make_received()
+    with session_scope(sessions) as session:
+        record_instances(session, [known, changed])
+    batch = [
+        make_received(**_same(known)),  # the same bytes again: no change
+        make_received(sop_instance_uid=changed.sop_instance_uid, spool_path="incoming/v2.dcm"),
+        make_received(),
+        make_received(),
+        make_received(series_instance_uid="9.9"),
+    ]
+
+    with session_scope(sessions) as session:
+        assert record_instances(session, batch) == 4
+
+    with session_scope(sessions) as session:
+        assert session.scalar(select(func.count(Instance.id))) == 5
+        assert _series(session, known.series_instance_uid).instance_count == 4
+        assert _series(session, "9.9").instance_count == 1
+        replaced = session.scalars(
+            select(Instance).where(Instance.sop_instance_uid == changed.sop_instance_uid)
+        ).one()
+        assert replaced.spool_path == "incoming/v2.dcm"
+    with session_scope(sessions) as session:
+        assert record_instances(session, batch) == 0

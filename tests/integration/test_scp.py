@@ -8,7 +8,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,9 +76,9 @@ class MemoryRecorder:
         self.instances: list[ReceivedInstance] = []
         self._lock = threading.Lock()
 
-    def record(self, instance: ReceivedInstance) -> None:
+    def record_batch(self, instances: Sequence[ReceivedInstance]) -> None:
         with self._lock:
-            self.instances.append(instance)
+            self.instances.extend(instances)
 
 
 class RunningScp:
@@ -160,7 +160,7 @@ def start(tmp_path: Path) -> Iterator[StartScp]:
     def _start(**options: Any) -> RunningScp:
         spool, recorder = Spool(tmp_path / f"spool{len(servers)}"), MemoryRecorder()
         server = start_scp(
-            ae_title=SCP_AE, host=LOCALHOST, port=0, spool=spool, recorder=recorder, **options
+            ae_title=SCP_AE, address=(LOCALHOST, 0), spool=spool, recorder=recorder, **options
         )
         servers.append(server)
         return RunningScp(server, spool, recorder)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import yaml
 
 from agent.config import (
+    MAX_DEFAULT_RECEIVERS,
     DicomWebDestination,
     DimseDestination,
     FolderDestination,
@@ -308,3 +310,12 @@ def test_settings_are_immutable() -> None:
     settings = load_settings(None, {})
     with pytest.raises(ValueError, match="frozen"):
         settings.port = 1  # type: ignore[misc]
+
+
+def test_receiver_processes_default_to_the_usable_cpus_at_most_eight() -> None:
+    cpus = len(os.sched_getaffinity(0))
+
+    assert load_settings(None, {}).dimse_processes == min(cpus, MAX_DEFAULT_RECEIVERS)
+    assert load_settings(None, {"DICOM_AGENT_DIMSE_PROCESSES": "12"}).dimse_processes == 12
+    problems = _problems(None, {"DICOM_AGENT_DIMSE_PROCESSES": "0"})
+    assert any(line.startswith("dimse_processes: ") for line in problems), problems

@@ -14,10 +14,10 @@ from agent.completion import Decision, advance_series, apply_decision, mark_read
 from agent.config import Matcher, Rule
 from agent.db.enums import JobState, SeriesState
 from agent.db.models import Job, Series, utcnow
+from agent.db.recorder import DatabaseRecorder
 from agent.db.session import session_scope
 from agent.dimse.ingest import Ingestor
 from agent.routing import NO_RULE_MATCHED
-from agent.serve import DatabaseRecorder
 from agent.spool import Spool
 from tests.conftest import ct_header, part10
 

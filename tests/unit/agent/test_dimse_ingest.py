@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from pydicom.data import get_testdata_file
+from pydicom import dcmread
+from pydicom.data import get_charset_files, get_testdata_file
 from pynetdicom.dsutils import split_dataset
 
-from agent.dimse.ingest import Ingestor, read_header
+from agent.dimse.header import read_header
+from agent.dimse.ingest import Ingestor
 from agent.dimse.status import Status, status_for
 from agent.errors import (
     SopClassMismatchError,
@@ -23,12 +26,12 @@ class ListRecorder:
     def __init__(self) -> None:
         self.instances: list[ReceivedInstance] = []
 
-    def record(self, instance: ReceivedInstance) -> None:
-        self.instances.append(instance)
+    def record_batch(self, instances: Sequence[ReceivedInstance]) -> None:
+        self.instances.extend(instances)
 
 
 class BrokenRecorder:
-    def record(self, instance: ReceivedInstance) -> None:
+    def record_batch(self, instances: Sequence[ReceivedInstance]) -> None:
         raise RuntimeError("database is down")
 
 
@@ -119,3 +122,22 @@ def test_a_failing_recorder_leaves_the_bytes_spooled(tmp_path: Path) -> None:
 )
 def test_errors_become_named_statuses(error: Exception, status: Status) -> None:
     assert status_for(error) is status
+
+
+CHARSET_FILES = sorted(Path(path).name for path in get_charset_files("chr*.dcm"))
+
+
+@pytest.mark.parametrize("name", CHARSET_FILES)
+def test_read_header_decodes_text_as_pydicom_does(name: str) -> None:
+    [path] = get_charset_files(name)
+    dataset = dcmread(path, stop_before_pixels=True)
+    try:
+        header = read_header(Path(path).read_bytes())
+    except UnparsableInstanceError:
+        pytest.skip("a test file without the identifying UIDs, or contradicting its meta")
+
+    assert header.patient_name == str(dataset.get("PatientName", "")).strip()
+    assert header.patient_id == str(dataset.get("PatientID", "")).strip()
+    assert header.series_description == str(dataset.get("SeriesDescription", "")).strip()
+    assert header.study_date == str(dataset.get("StudyDate", "")).strip()
+    assert header.series_number == dataset.get("SeriesNumber")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +15,8 @@ from models.findings import ABNORMAL_STRUCTURE, LUNG, NODULE, Findings, Lesion, 
 from models.reference.dicom_series import write_series
 from models.reference.phantom import Geometry, Phantom, generate
 from models.volume import Volume, load_datasets
+from tests.support.dciodvfy import EXECUTABLE as DCIODVFY
+from tests.support.dciodvfy import dciodvfy as dciodvfy_lines
 from workers.results.common import ResultIdentity
 from workers.results.overlay import encode_key_images
 from workers.results.seg import encode_seg
@@ -99,21 +99,13 @@ def key_images(
 @pytest.fixture
 def dciodvfy(tmp_path: Path) -> Callable[[Dataset], tuple[list[str], list[str]]]:
     """Write a dataset as a Part 10 file and return dciodvfy's (error, warning) lines about it."""
-    executable = shutil.which("dciodvfy")
-    if executable is None:
+    if DCIODVFY is None:
         pytest.skip("dciodvfy (dicom3tools) is not installed")
 
     def verify(dataset: Dataset) -> tuple[list[str], list[str]]:
         path = tmp_path / "object.dcm"
         dataset.save_as(path, enforce_file_format=True)
-        result = subprocess.run(
-            [executable, str(path)], capture_output=True, text=True, check=False
-        )
-        lines = (result.stdout + result.stderr).splitlines()
-        return (
-            [line for line in lines if line.startswith("Error")],
-            [line for line in lines if line.startswith("Warning")],
-        )
+        return dciodvfy_lines(path)
 
     return verify
 

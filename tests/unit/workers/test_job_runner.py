@@ -14,9 +14,9 @@ from agent.config import Settings
 from agent.db.enums import ExportState, JobState, ResultKind, SeriesState
 from agent.db.models import Export, Job, Result, Series
 from agent.db.queries import get_job
+from agent.db.recorder import DatabaseRecorder
 from agent.db.session import session_scope
 from agent.dimse.ingest import Ingestor
-from agent.serve import DatabaseRecorder
 from agent.spool import Spool
 from models.reference.dicom_series import write_series
 from models.reference.phantom import Geometry, generate

@@ -1,10 +1,9 @@
-"""A real PACS for end-to-end tests: Debian's Orthanc on loopback, with its own temporary config."""
+"""A real PACS for end-to-end tests and benchmarks: Debian's Orthanc on loopback, own config."""
 
 from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,14 +14,10 @@ from typing import Any
 
 import httpx
 
+from tests.support.node import free_port
+
 ORTHANC = shutil.which("Orthanc")
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -30,6 +25,11 @@ class Pacs:
     ae_title: str
     dicom_port: int
     http_url: str
+
+    def destination(self, name: str) -> dict[str, Any]:
+        """This PACS as a `dimse` destination of the agent's configuration."""
+        address = {"ae_title": self.ae_title, "host": "127.0.0.1", "port": self.dicom_port}
+        return {"kind": "dimse", "name": name, **address}
 
     def get(self, path: str) -> Any:
         response = httpx.get(f"{self.http_url}{path}", timeout=10)
@@ -40,6 +40,26 @@ class Pacs:
         response = httpx.get(f"{self.http_url}/instances/{instance_id}/file", timeout=10)
         response.raise_for_status()
         return response.content
+
+    def find_study(self, study_instance_uid: str) -> str | None:
+        """Orthanc's id of the study with this StudyInstanceUID, None if it has none."""
+        response = httpx.post(
+            f"{self.http_url}/tools/lookup", content=study_instance_uid, timeout=10
+        )
+        response.raise_for_status()
+        found = [item["ID"] for item in response.json() if item["Type"] == "Study"]
+        return found[0] if found else None
+
+    def instances_by_modality(self, study_instance_uid: str) -> dict[str, list[str]]:
+        """Orthanc's instance ids of the study, by the Modality of their series."""
+        study = self.find_study(study_instance_uid)
+        if study is None:
+            return {}
+        found: dict[str, list[str]] = {}
+        for series in self.get(f"/studies/{study}/series"):
+            modality = series["MainDicomTags"].get("Modality", "")
+            found.setdefault(modality, []).extend(series["Instances"])
+        return found
 
 
 def _config(

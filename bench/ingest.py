@@ -1,0 +1,262 @@
+"""Ingest throughput: the same CT study into DCMTK's storescp and into this node's SCP.
+
+    .venv/bin/python -m bench.ingest [--associations 4] [--rounds 3] [--processes N]
+                                     [--database sqlite|postgresql]
+
+The study: a 300-slice 512 x 512 CT (0.7 mm pixels, 1 mm slices, two nodules), written once
+and cached under scratch/bench/ingest/. Each round sends it to each receiver with
+`--associations` DCMTK storescu processes in parallel, each sending its share of the files
+over one association (TCP_NODELAY=1 for every DCMTK process: Nagle's algorithm stalls them),
+timed from the first storescu's start to the last one's exit; a receiver's rate is its
+median round. The receivers:
+
+- storescp: `storescp --fork` (a process per association) writing into a scratch folder;
+- the node: `Node` as `dicom-agent serve` starts it, less the API and the local worker
+  (idle while receiving): `--processes` receiver processes (default: the `dimse_processes`
+  default) on a fresh spool and job database each round (embedded SQLite, or a throwaway
+  PostgreSQL database). It acknowledges an instance only once it is fsynced and indexed.
+
+Every round checks that each receiver got every file (and the node indexed each once).
+Prints images/s for each and the ratio node/storescp; writes scratch/bench/ingest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from agent.config import Settings
+from agent.db.models import Instance
+from agent.db.session import create_db_engine, session_factory, session_scope
+from models.reference.phantom import Geometry
+from tests.support.databases import throwaway_postgres
+from tests.support.node import free_port, running_node
+from tests.support.studies import write_ct_study
+
+SCRATCH = Path("scratch/bench")
+STUDY_DIR = SCRATCH / "ingest"
+RUN_DIR = SCRATCH / "ingest-run"
+OUTPUT = SCRATCH / "ingest.json"
+GEOMETRY = Geometry(512, 0.7, 1.0, 300)
+SEED = 4_000_002
+NODULES = 2
+NODE_AE, STORESCP_AE, SENDER_AE = "AI_AGENT", "STORESCP", "BENCH"
+DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
+SEND_TIMEOUT = 600.0
+
+
+def study_files() -> list[Path]:
+    """The cached study's files, written first if missing."""
+    files = sorted((STUDY_DIR / "ct").glob("*.dcm"))
+    if len(files) != GEOMETRY.slices:
+        shutil.rmtree(STUDY_DIR, ignore_errors=True)
+        files = write_ct_study(STUDY_DIR, SEED, GEOMETRY, nodule_count=NODULES, localizer=False).ct
+    return files
+
+
+def send(files: list[Path], port: int, called_ae: str, associations: int) -> float:
+    """Send `files` split over `associations` storescu processes at once; the seconds taken."""
+    shares = [files[i::associations] for i in range(associations)]
+    started = time.perf_counter()
+    senders = [
+        subprocess.Popen(
+            ["storescu", "-aet", SENDER_AE, "-aec", called_ae, "127.0.0.1", str(port), *share],
+            env=DCMTK_ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for share in shares
+    ]
+    failures = [sender.communicate(timeout=SEND_TIMEOUT)[1] for sender in senders]
+    elapsed = time.perf_counter() - started
+    for sender, stderr in zip(senders, failures, strict=True):
+        if sender.returncode != 0:
+            raise RuntimeError(f"storescu failed ({sender.returncode}): {stderr.decode()[-2000:]}")
+    return elapsed
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds process `pid` has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def wait_listening(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+@contextmanager
+def running_storescp(output: Path) -> Iterator[int]:
+    """storescp forking a process per association, storing into `output`; yields its port."""
+    output.mkdir(parents=True)
+    port = free_port()
+    command = ["storescp", "--fork", "-aet", STORESCP_AE, "-od", str(output), str(port)]
+    server = subprocess.Popen(command, env=DCMTK_ENV, stdout=subprocess.DEVNULL)
+    try:
+        wait_listening(port)
+        yield port
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+@dataclass
+class Round:
+    """One receiver's round: seconds from the first storescu's start to the last one's end,
+    and the CPU seconds the senders and (where known) the receiving processes used."""
+
+    seconds: float
+    sender_cpu: float
+    receiver_cpu: list[float] = field(default_factory=list)  # one per receiving process
+
+
+def timed_send(files: list[Path], port: int, called_ae: str, associations: int) -> Round:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    seconds = send(files, port, called_ae, associations)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    sender_cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return Round(seconds, sender_cpu)
+
+
+def storescp_round(files: list[Path], associations: int, run_dir: Path) -> Round:
+    output = run_dir / "storescp"
+    with running_storescp(output) as port:
+        measured = timed_send(files, port, STORESCP_AE, associations)
+    received = sum(1 for _ in output.iterdir())
+    if received != len(files):
+        raise RuntimeError(f"storescp stored {received} of {len(files)} files")
+    return measured
+
+
+def node_round(
+    files: list[Path], associations: int, run_dir: Path, database: str, processes: int | None
+) -> Round:
+    spool = run_dir / "spool"
+    database_context: AbstractContextManager[str] = (
+        throwaway_postgres("agent_bench")
+        if database == "postgresql"
+        else nullcontext(f"sqlite:///{spool / 'agent.db'}")
+    )
+    with database_context as database_url:
+        options: dict[str, Any] = {"dimse_processes": processes} if processes else {}
+        settings = Settings(
+            ae_title=NODE_AE,
+            port=free_port(),
+            spool_dir=spool,
+            database_url=database_url,
+            series_stable_seconds=3600,  # no routing or job while the study arrives
+            **options,
+        )
+        with running_node(settings) as node:
+            receivers = node.receiver_pids
+            cpu_before = [cpu_seconds(pid) for pid in receivers]
+            measured = timed_send(files, node.scp_address[1], NODE_AE, associations)
+            cpu_after = [cpu_seconds(pid) for pid in receivers]
+            measured.receiver_cpu = [b - a for a, b in zip(cpu_before, cpu_after, strict=True)]
+        check_indexed(database_url, spool, len(files))
+    return measured
+
+
+def check_indexed(database_url: str, spool: Path, expected: int) -> None:
+    engine = create_db_engine(database_url)
+    try:
+        with session_scope(session_factory(engine)) as session:
+            rows = session.scalar(select(func.count(Instance.id)))
+    finally:
+        engine.dispose()
+    spooled = sum(1 for _ in (spool / "instances").rglob("*.dcm"))
+    if rows != expected or spooled != expected:
+        raise RuntimeError(f"node: {rows} index rows and {spooled} files for {expected} sent")
+
+
+def summary(images: int, rounds: list[Round]) -> dict[str, Any]:
+    """The median round's rate, each round's, and CPU milliseconds per image."""
+    seconds = [r.seconds for r in rounds]
+    result: dict[str, Any] = {
+        "images_per_s": images / statistics.median(seconds),
+        "rounds_images_per_s": [round(images / s, 1) for s in seconds],
+        "sender_cpu_ms_per_image": 1000 * statistics.median(r.sender_cpu for r in rounds) / images,
+    }
+    if all(r.receiver_cpu for r in rounds):
+        receivers = statistics.median(sum(r.receiver_cpu) for r in rounds)
+        result["receiver_cpu_ms_per_image"] = 1000 * receivers / images
+        result["rounds_receiver_cpu_s_each"] = [
+            [round(c, 2) for c in r.receiver_cpu] for r in rounds
+        ]
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--associations", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--processes", type=int, help="receiver processes (dimse_processes)")
+    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    args = parser.parse_args()
+    files = study_files()
+    dcmtk: list[Round] = []
+    node: list[Round] = []
+    for round_number in range(args.rounds):
+        run_dir = RUN_DIR / f"round{round_number}"
+        shutil.rmtree(run_dir, ignore_errors=True)
+        dcmtk.append(storescp_round(files, args.associations, run_dir))
+        node.append(node_round(files, args.associations, run_dir, args.database, args.processes))
+        shutil.rmtree(run_dir)
+    report(args, len(files), dcmtk, node)
+
+
+def report(args: argparse.Namespace, images: int, dcmtk: list[Round], node: list[Round]) -> None:
+    processes = args.processes or Settings().dimse_processes
+    result = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "study": {"images": images, "matrix": GEOMETRY.matrix, "bytes": study_bytes()},
+        "associations": args.associations,
+        "storescp": summary(images, dcmtk),
+        "node": {**summary(images, node), "dimse_processes": processes, "database": args.database},
+    }
+    result["ratio"] = result["node"]["images_per_s"] / result["storescp"]["images_per_s"]
+    OUTPUT.write_text(json.dumps(result, indent=2))
+    dcmtk_rate, node_rate = result["storescp"], result["node"]
+    print(
+        f"{images} images, {args.associations} associations, {args.rounds} rounds (median)\n"
+        f"storescp: {dcmtk_rate['images_per_s']:7.1f} images/s "
+        f"(storescu CPU {dcmtk_rate['sender_cpu_ms_per_image']:.2f} ms/image)\n"
+        f"node:     {node_rate['images_per_s']:7.1f} images/s "
+        f"(storescu CPU {node_rate['sender_cpu_ms_per_image']:.2f} ms/image, receivers CPU "
+        f"{node_rate['receiver_cpu_ms_per_image']:.2f} ms/image; "
+        f"{processes} receiver processes, {args.database})\n"
+        f"ratio node/storescp: {result['ratio']:.2f}  (written to {OUTPUT})"
+    )
+
+
+def study_bytes() -> int:
+    return sum(path.stat().st_size for path in (STUDY_DIR / "ct").glob("*.dcm"))
+
+
+if __name__ == "__main__":
+    main()

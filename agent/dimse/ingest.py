@@ -66,13 +66,6 @@ class Ingestor:
             path = self._spool.quarantine(raw, exc.reason, calling_ae)
             LOGGER.warning("quarantined %d bytes from %r as %s", len(raw), calling_ae, path.name)
             raise
-        import os as _os
-
-        if _os.environ.get("EXP_NO_GROUP"):
-            [out] = self._commit([_Staged(header, self._spool.stage(raw), calling_ae)])
-            if isinstance(out, Exception):
-                raise out
-            return out
         return self._commits.submit(_Staged(header, self._spool.stage(raw), calling_ae))
 
     def _commit(self, batch: Sequence[_Staged]) -> list[ReceivedInstance | Exception]:

@@ -72,11 +72,6 @@ def run_receiver(orders: ReceiverOrders) -> int:
     threading.Thread(target=_watch_node, args=(stopping,), daemon=True).start()
     settings = orders.settings
     configure_logging(settings, orders.log_level)
-    if os.environ.get("EXP_EVENT"):
-        sys.path.insert(0, "/tmp/proto")
-        import eventdriven  # noqa
-    if os.environ.get("EXP_SWITCH"):
-        sys.setswitchinterval(float(os.environ["EXP_SWITCH"]))
     engine = create_db_engine(settings.database_url)
     indexer = BackgroundIndexer(DatabaseRecorder(session_factory(engine)))
     indexer.start()

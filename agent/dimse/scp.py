@@ -177,15 +177,6 @@ def start_scp(
         listener=listener,
     )
     _unbind_debug_logging(server)
-    import os as _os
-
-    if _os.environ.get("EXP_DUL_DELAY"):
-        _delay = float(_os.environ["EXP_DUL_DELAY"])
-
-        def _tune(event: Any) -> None:
-            event.assoc.dul._run_loop_delay = _delay
-
-        server.bind(evt.EVT_CONN_OPEN, _tune)
     threading.Thread(target=server.serve_forever, name="scp-accept", daemon=True).start()
     scp = ScpServer(ae, server)
     LOGGER.info(

@@ -1,9 +1,10 @@
 """Indexing spooled instances in the background, in batches.
 
 A receiver acknowledges an instance once its file is durable in the spool; the index row
-follows within about `interval` seconds, many instances to a database transaction, so the
-database costs a receiver little per instance and adds nothing to the time a sender waits.
-What a crash leaves unindexed, `agent.reindex` finds in the spool at the next start.
+follows within about `INDEX_INTERVAL_SECONDS`, many instances to a database transaction, so
+the database costs a receiver little per instance and adds nothing to the time a sender
+waits. What a crash leaves unindexed, `agent.reindex` finds in the spool when the node
+replaces the receiver or starts again (`agent.dimse.receivers`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from agent.received import ReceivedInstance
 
 LOGGER = logging.getLogger(__name__)
 
-INDEX_INTERVAL_SECONDS = 0.2
+INDEX_INTERVAL_SECONDS = 0.5
 RETRY_SECONDS = 2.0
 MAX_BATCH = 500
 

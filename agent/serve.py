@@ -5,9 +5,10 @@ the completion loop (about every second: quiet series become ready, are routed a
 and their jobs sent), the reconciler (every `reconcile_interval_seconds`), the HTTP API
 (`agent.api.app` under uvicorn); with an embedded broker a local worker subprocess
 (`dicom-agent worker`); and last the storage SCP: `dimse_processes` receiver processes
-(`agent.dimse.receivers`) sharing the DICOM port, each recording every spooled instance in
-the job database. The reconciler loop restarts a receiver or the local worker should one
-die. `Node.stop` stops them in the reverse order; `serve` runs a node until SIGINT or SIGTERM.
+sharing the DICOM port, each acknowledging an instance once it is durably in the spool and
+indexing it in the job database a moment later (`agent.dimse.receivers`). The reconciler
+loop restarts a receiver or the local worker should one die. `Node.stop` stops them in the
+reverse order; `serve` runs a node until SIGINT or SIGTERM.
 """
 
 from __future__ import annotations

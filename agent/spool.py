@@ -15,6 +15,13 @@ fsynced, renamed atomically and the directory fsynced, so a file that exists und
 `stage` (write to `tmp/` and fsync, in parallel), then `place` each file (rename) and
 `sync_directories` once for the whole batch, so a series' directory is fsynced once per batch
 rather than once per file.
+
+What is durable once `store` returns, or `sync_directories` for a placed file: the bytes and
+the inode (the `fsync` of the file before the rename, so no crash can give the final name to
+incomplete bytes); the final name (the `fsync` of its directory after `os.replace`); and
+every directory on the way, each created one's parent having been fsynced. The old name's
+removal from `tmp/` is not synced: after a crash a second name for the same complete file
+may at worst remain there, and nothing reads `tmp/`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Ingest throughput: the same CT study into DCMTK's storescp and into this node's SCP.
 
     .venv/bin/python -m bench.ingest [--associations 4] [--rounds 3] [--processes N]
-                                     [--database sqlite|postgresql]
+                                     [--database sqlite|postgresql] [--with-pynetdicom]
 
 The study: a 300-slice 512 x 512 CT (0.7 mm pixels, 1 mm slices, two nodules), written once
 and cached under scratch/bench/ingest/. Each round sends it to each receiver with
@@ -10,14 +10,18 @@ over one association (TCP_NODELAY=1 for every DCMTK process: Nagle's algorithm s
 timed from the first storescu's start to the last one's exit; a receiver's rate is its
 median round. The receivers:
 
-- storescp: `storescp --fork` (a process per association) writing into a scratch folder;
+- storescp: `storescp --fork` (a process per association) writing into a scratch folder,
+  without fsync;
 - the node: `Node` as `dicom-agent serve` starts it, less the API and the local worker
   (idle while receiving): `--processes` receiver processes (default: the `dimse_processes`
   default) on a fresh spool and job database each round (embedded SQLite, or a throwaway
-  PostgreSQL database). It acknowledges an instance only once it is fsynced and indexed.
+  PostgreSQL database). It answers Success only once the file and its name are fsynced;
+- with `--with-pynetdicom`, for reference: pynetdicom out of the box in one process,
+  answering Success to every C-STORE without writing anything.
 
-Every round checks that each receiver got every file (and the node indexed each once).
-Prints images/s for each and the ratio node/storescp; writes scratch/bench/ingest.json.
+Every round checks that storescp and the node got every file (and the node indexed each
+once). Prints images/s for each, the ratio node/storescp and the CPU milliseconds per image
+the senders and receivers used; writes scratch/bench/ingest.json.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import shutil
 import socket
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -124,6 +129,29 @@ def running_storescp(output: Path) -> Iterator[int]:
         server.wait(30)
 
 
+BARE_PYNETDICOM = (
+    "import sys; from pynetdicom import AE, AllStoragePresentationContexts, evt; "
+    "ae = AE('BARE'); ae.maximum_pdu_size = 4 * 1024 * 1024; "
+    "ae.supported_contexts = AllStoragePresentationContexts; "
+    "ae.start_server(('127.0.0.1', int(sys.argv[1])), "
+    "evt_handlers=[(evt.EVT_C_STORE, lambda event: 0x0000)])"
+)
+"""pynetdicom out of the box in one process, answering Success without even writing."""
+
+
+@contextmanager
+def running_bare_pynetdicom() -> Iterator[tuple[int, int]]:
+    """The reference SCP above; yields its port and process id."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-c", BARE_PYNETDICOM, str(port)])
+    try:
+        wait_listening(port)
+        yield port, server.pid
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
 @dataclass
 class Round:
     """One receiver's round: seconds from the first storescu's start to the last one's end,
@@ -149,6 +177,14 @@ def storescp_round(files: list[Path], associations: int, run_dir: Path) -> Round
     received = sum(1 for _ in output.iterdir())
     if received != len(files):
         raise RuntimeError(f"storescp stored {received} of {len(files)} files")
+    return measured
+
+
+def bare_pynetdicom_round(files: list[Path], associations: int) -> Round:
+    with running_bare_pynetdicom() as (port, pid):
+        cpu_before = cpu_seconds(pid)
+        measured = timed_send(files, port, "BARE", associations)
+        measured.receiver_cpu = [cpu_seconds(pid) - cpu_before]
     return measured
 
 
@@ -216,42 +252,63 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--processes", type=int, help="receiver processes (dimse_processes)")
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument(
+        "--with-pynetdicom", action="store_true", help="also time a bare pynetdicom SCP"
+    )
     args = parser.parse_args()
     files = study_files()
-    dcmtk: list[Round] = []
-    node: list[Round] = []
+    rounds: dict[str, list[Round]] = {"storescp": [], "node": [], "pynetdicom": []}
     for round_number in range(args.rounds):
         run_dir = RUN_DIR / f"round{round_number}"
         shutil.rmtree(run_dir, ignore_errors=True)
-        dcmtk.append(storescp_round(files, args.associations, run_dir))
-        node.append(node_round(files, args.associations, run_dir, args.database, args.processes))
+        rounds["storescp"].append(storescp_round(files, args.associations, run_dir))
+        rounds["node"].append(
+            node_round(files, args.associations, run_dir, args.database, args.processes)
+        )
+        if args.with_pynetdicom:
+            rounds["pynetdicom"].append(bare_pynetdicom_round(files, args.associations))
         shutil.rmtree(run_dir)
-    report(args, len(files), dcmtk, node)
+    report(args, len(files), rounds)
 
 
-def report(args: argparse.Namespace, images: int, dcmtk: list[Round], node: list[Round]) -> None:
+def report(args: argparse.Namespace, images: int, rounds: dict[str, list[Round]]) -> None:
     processes = args.processes or Settings().dimse_processes
-    result = {
+    result: dict[str, Any] = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "study": {"images": images, "matrix": GEOMETRY.matrix, "bytes": study_bytes()},
         "associations": args.associations,
-        "storescp": summary(images, dcmtk),
-        "node": {**summary(images, node), "dimse_processes": processes, "database": args.database},
+        "storescp": summary(images, rounds["storescp"]),
+        "node": {
+            **summary(images, rounds["node"]),
+            "dimse_processes": processes,
+            "database": args.database,
+        },
     }
-    result["ratio"] = result["node"]["images_per_s"] / result["storescp"]["images_per_s"]
+    if rounds["pynetdicom"]:
+        result["bare_pynetdicom"] = summary(images, rounds["pynetdicom"])
+    dcmtk_rate = result["storescp"]["images_per_s"]
+    result["ratio"] = result["node"]["images_per_s"] / dcmtk_rate
     OUTPUT.write_text(json.dumps(result, indent=2))
-    dcmtk_rate, node_rate = result["storescp"], result["node"]
-    print(
-        f"{images} images, {args.associations} associations, {args.rounds} rounds (median)\n"
-        f"storescp: {dcmtk_rate['images_per_s']:7.1f} images/s "
-        f"(storescu CPU {dcmtk_rate['sender_cpu_ms_per_image']:.2f} ms/image)\n"
-        f"node:     {node_rate['images_per_s']:7.1f} images/s "
-        f"(storescu CPU {node_rate['sender_cpu_ms_per_image']:.2f} ms/image, receivers CPU "
-        f"{node_rate['receiver_cpu_ms_per_image']:.2f} ms/image; "
-        f"{processes} receiver processes, {args.database})\n"
-        f"ratio node/storescp: {result['ratio']:.2f}  (written to {OUTPUT})"
+    print(f"{images} images, {args.associations} associations, {args.rounds} rounds (median)")
+    for name, label in (
+        ("storescp", "storescp"),
+        ("node", f"node ({processes} receiver processes, {args.database})"),
+        ("bare_pynetdicom", "bare pynetdicom (1 process, no writing)"),
+    ):
+        if name in result:
+            print(line(label, result[name], dcmtk_rate))
+    print(f"ratio node/storescp: {result['ratio']:.2f}  (written to {OUTPUT})")
+
+
+def line(label: str, rate: dict[str, Any], dcmtk_rate: float) -> str:
+    text = (
+        f"{label}: {rate['images_per_s']:.1f} images/s ({rate['images_per_s'] / dcmtk_rate:.2f}"
+        f" of storescp); storescu CPU {rate['sender_cpu_ms_per_image']:.2f} ms/image"
     )
+    if "receiver_cpu_ms_per_image" in rate:
+        text += f", receiver CPU {rate['receiver_cpu_ms_per_image']:.2f} ms/image"
+    return text
 
 
 def study_bytes() -> int:

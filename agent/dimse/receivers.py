@@ -169,8 +169,11 @@ class ReceiverPool:
     def stop(self) -> None:
         """SIGTERM every receiver, wait for them to finish, kill stragglers, stop listening.
 
-        The running marker goes only if every receiver exited cleanly (all indexed)."""
+        The running marker goes only if every receiver exited cleanly (all indexed). Calling
+        it again does nothing."""
         with self._lock:
+            if self._stopped:
+                return
             self._stopped = True
             processes, self._processes = self._processes, []
         for process in processes:
@@ -179,7 +182,7 @@ class ReceiverPool:
             _wait_or_kill(process)
         if self._listener is not None:
             self._listener.close()
-        if processes and all(process.returncode == 0 for process in processes):
+        if all(process.returncode == 0 for process in processes):
             self._marker.unlink(missing_ok=True)
 
     def _reindex(self) -> None:

@@ -21,7 +21,7 @@ from agent.received import ReceivedInstance
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
 
-pytest_plugins = ["tests.support.fixtures"]
+pytest_plugins = ["tests.support.fixtures", "tests.support.scp"]
 
 MakeReceived = Callable[..., ReceivedInstance]
 

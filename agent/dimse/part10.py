@@ -1,9 +1,9 @@
 """The DICOM file a C-STORE makes: preamble, "DICM", File Meta Information, the data set.
 
-pynetdicom's `Event.encoded_dataset()` builds the same bytes through a pydicom
-`FileMetaDataset`, which costs a receiver about as much CPU as hashing the whole slice; the
-group is encoded here directly instead (PS3.10 7.1: Explicit VR Little Endian, even
-lengths, UIDs padded with NUL), with pynetdicom's implementation UID and version name.
+Encoding the group through a pydicom `FileMetaDataset` costs a receiver about as much CPU
+as hashing the whole slice; it is encoded here directly instead (PS3.10 7.1: Explicit VR
+Little Endian, even lengths, UIDs padded with NUL), with pynetdicom's implementation UID and
+version name, which the acceptor also sends in its A-ASSOCIATE-AC.
 """
 
 from __future__ import annotations

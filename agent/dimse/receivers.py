@@ -1,9 +1,9 @@
 """Receiving processes: several storage SCPs accepting from one listening socket.
 
-pynetdicom does its work under the GIL, so one process receives about one core's worth of
-C-STOREs. The node binds the DICOM port itself and starts `dimse_processes` receivers, each
-a process of its own (`python -m agent.dimse.receivers`, which imports only what receiving
-needs) with its own pynetdicom AE, spool writer and database engine, all accepting from that
+Python runs one thread at a time per process (the GIL), so one process receives about one
+core's worth of C-STOREs. The node binds the DICOM port itself and starts `dimse_processes`
+receivers, each a process of its own (`python -m agent.dimse.receivers`, which imports only
+what receiving needs) with its own SCP, spool writer and database engine, all accepting from that
 socket, the least busy first (`agent.dimse.scp`). SQLite in WAL mode and PostgreSQL both
 take their concurrent writes.
 

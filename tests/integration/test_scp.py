@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from pydicom import dcmread
@@ -23,18 +20,21 @@ from pynetdicom import _config
 from pynetdicom.dsutils import split_dataset
 
 from agent.dimse import scu
-from agent.dimse.scp import ScpServer, start_scp
 from agent.dimse.status import Status
 from agent.dimse.tls import client_tls_context, server_tls_context
 from agent.errors import AssociationRejectedError, PeerUnreachableError
-from agent.received import ReceivedInstance
-from agent.spool import Spool
+from tests.support.scp import (
+    CALLING_AE,
+    LOCALHOST,
+    SCP_AE,
+    RunningScp,
+    StartScp,
+    run_dcmtk,
+    storescu,
+)
 
 pytestmark = pytest.mark.integration
 
-SCP_AE = "AGENT"
-CALLING_AE = "STORESCU"
-LOCALHOST = "127.0.0.1"
 ENCODING_DETAILS = {Tag("DataSetTrailingPadding"), Tag("PixelData")}
 
 STORESCU_OPTION = {
@@ -69,50 +69,10 @@ TEST_FILES = {
 }
 
 
-class MemoryRecorder:
-    """Keeps recorded instances in a list, as the job DB would keep rows."""
-
-    def __init__(self) -> None:
-        self.instances: list[ReceivedInstance] = []
-        self._lock = threading.Lock()
-
-    def record_batch(self, instances: Sequence[ReceivedInstance]) -> None:
-        with self._lock:
-            self.instances.extend(instances)
-
-
-class RunningScp:
-    def __init__(self, server: ScpServer, spool: Spool, recorder: MemoryRecorder) -> None:
-        self.server = server
-        self.spool = spool
-        self.recorder = recorder
-        self.port = server.address[1]
-
-
-StartScp = Callable[..., RunningScp]
-
-
 def pydicom_file(name: str) -> Path:
     path = get_testdata_file(name)
     assert path is not None, f"pydicom test file {name} is missing"
     return Path(path)
-
-
-def run_dcmtk(tool: str, *args: str) -> subprocess.CompletedProcess[str]:
-    if shutil.which(tool) is None:
-        pytest.skip(f"DCMTK {tool} is not installed")
-    env = {**os.environ, "TCP_NODELAY": "1"}
-    return subprocess.run(
-        [tool, *args], capture_output=True, text=True, env=env, timeout=60, check=False
-    )
-
-
-def storescu(
-    port: int, path: Path, *options: str, calling_ae: str = CALLING_AE
-) -> subprocess.CompletedProcess[str]:
-    """Run storescu verbosely on a file or folder; it exits non-zero when a store fails."""
-    addressing = ("-v", "-aet", calling_ae, "-aec", SCP_AE)
-    return run_dcmtk("storescu", *addressing, *options, LOCALHOST, str(port), str(path))
 
 
 def with_identity(name: str, folder: Path) -> Path:
@@ -150,29 +110,6 @@ def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
             return False
         time.sleep(0.02)
     return True
-
-
-@pytest.fixture
-def start(tmp_path: Path) -> Iterator[StartScp]:
-    """Starts SCPs on free ports of 127.0.0.1, each with its own spool; stops them after."""
-    servers: list[ScpServer] = []
-
-    def _start(**options: Any) -> RunningScp:
-        spool, recorder = Spool(tmp_path / f"spool{len(servers)}"), MemoryRecorder()
-        server = start_scp(
-            ae_title=SCP_AE, address=(LOCALHOST, 0), spool=spool, recorder=recorder, **options
-        )
-        servers.append(server)
-        return RunningScp(server, spool, recorder)
-
-    yield _start
-    for server in servers:
-        server.shutdown()
-
-
-@pytest.fixture
-def scp(start: StartScp) -> RunningScp:
-    return start(allowed_peers=[CALLING_AE, scu.DEFAULT_CALLING_AE])
 
 
 @pytest.mark.parametrize("syntax", list(TEST_FILES), ids=lambda syntax: syntax.name)
@@ -221,9 +158,11 @@ def test_a_folder_goes_over_one_association(
     assert wait_for(lambda: "closed: 3 stored, 0 failed" in caplog.text), caplog.text
 
 
-def test_logs_carry_no_phi_by_default(start: StartScp, caplog: pytest.LogCaptureFixture) -> None:
+def test_logs_carry_no_phi_by_default(
+    scp_starter: StartScp, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level("DEBUG", logger="agent")
-    quiet, chatty = start(), start(log_phi=True)
+    quiet, chatty = scp_starter(), scp_starter(log_phi=True)
 
     storescu(quiet.port, pydicom_file("CT_small.dcm"))
     assert wait_for(lambda: "closed: 1 stored" in caplog.text)
@@ -306,8 +245,8 @@ def test_echo_with_echoscu_and_the_agent_scu(scp: RunningScp) -> None:
     assert scu.echo(SCP_AE, LOCALHOST, scp.port)
 
 
-def test_empty_allow_list_accepts_any_caller(start: StartScp) -> None:
-    open_scp = start()
+def test_empty_allow_list_accepts_any_caller(scp_starter: StartScp) -> None:
+    open_scp = scp_starter()
 
     assert scu.echo(SCP_AE, LOCALHOST, open_scp.port, calling_ae="ANYONE")
 
@@ -327,8 +266,8 @@ def test_scu_reports_a_peer_that_is_down() -> None:
         scu.send_files([pydicom_file("CT_small.dcm")], SCP_AE, LOCALHOST, port)
 
 
-def test_shutdown_stops_listening_and_can_be_repeated(start: StartScp) -> None:
-    stopped = start()
+def test_shutdown_stops_listening_and_can_be_repeated(scp_starter: StartScp) -> None:
+    stopped = scp_starter()
     stopped.server.shutdown()  # the fixture shuts it down once more
 
     with pytest.raises(PeerUnreachableError):
@@ -364,9 +303,9 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-def test_tls_association(start: StartScp, tmp_path: Path) -> None:
+def test_tls_association(scp_starter: StartScp, tmp_path: Path) -> None:
     cert, key = self_signed_certificate(tmp_path)
-    secure = start(tls_context=server_tls_context(cert, key))
+    secure = scp_starter(tls_context=server_tls_context(cert, key))
 
     assert scu.echo(SCP_AE, LOCALHOST, secure.port, tls_context=client_tls_context(cert))
     with pytest.raises(PeerUnreachableError):

@@ -11,7 +11,9 @@ An export row records its attempts, last error, next attempt time and when it wa
 A failed attempt leaves it pending, due again after `retry_delay` (export_backoff_seconds,
 then twice, four times that...), until `export_max_attempts` attempts have failed: then it is
 failed. A sent or failed export is never attempted again, and a pending one only when due,
-so duplicate messages are harmless.
+so duplicate messages are harmless. A pending export whose job has been superseded (late
+instances re-opened the series) or cancelled meanwhile is withdrawn instead: the newer job's
+results take its place.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, selectinload
 
 from agent.config import DimseDestination, FolderDestination, Settings
-from agent.db.enums import ExportState
+from agent.db.enums import ExportState, JobState
 from agent.db.models import Export, Job, Result, Series, utcnow
 from agent.destinations import find_destination
 from agent.dimse.scu import send_files
@@ -38,6 +40,8 @@ log = logging.getLogger(__name__)
 
 NAME_HASH_DIGITS = 16
 DUE_SLACK = timedelta(seconds=1)
+WITHDRAWING_JOB_STATES = frozenset({JobState.SUPERSEDED, JobState.CANCELLED})
+"""A newer job's results replace these; pending exports of them are not sent."""
 """A message arriving this much before an export's next attempt time still counts as due."""
 
 
@@ -95,6 +99,15 @@ def export_once(
     export = _load_export(session, export_id)
     due = export.next_attempt_at is None or export.next_attempt_at <= now + DUE_SLACK
     if export.state != ExportState.PENDING or not due:
+        return ExportAttempt(export.id, export.state, attempted=False)
+    job = export.result.job
+    if job.state in WITHDRAWING_JOB_STATES:
+        export.state = ExportState.WITHDRAWN
+        export.next_attempt_at = None
+        export.last_error = f"not sent: job {job.id} was {job.state.value}" + (
+            f" by job {job.superseded_by}" if job.superseded_by is not None else ""
+        )
+        log.info("export %d to %s withdrawn: %s", export.id, export.destination, export.last_error)
         return ExportAttempt(export.id, export.state, attempted=False)
     export.attempts += 1
     try:

@@ -32,3 +32,4 @@ class ExportState(StrEnum):
     PENDING = "pending"
     SENT = "sent"
     FAILED = "failed"
+    WITHDRAWN = "withdrawn"  # its job was superseded or cancelled before it was sent

@@ -174,3 +174,25 @@ def test_unsupported_destination_fails_at_once(
         None,
         ExportState.FAILED,
     )
+
+
+def test_results_of_a_superseded_job_are_withdrawn_not_sent(
+    tmp_path: Path,
+    sqlite_sessions: sessionmaker[Session],
+    spool: Spool,
+    settings: Settings,
+    exports: dict[str, int],
+) -> None:
+    with session_scope(sqlite_sessions) as session:
+        old = session.get_one(Export, exports["out"]).result.job
+        newer = jobs.create_job(session, old.series, pipeline="lung", rule="ct", priority=0)
+        jobs.supersede_job(session, old, newer)
+    with session_scope(sqlite_sessions) as session:
+        attempt = export_once(session, spool, settings, exports["out"])
+        export = session.get_one(Export, exports["out"])
+        state, attempts, error = export.state, export.attempts, export.last_error
+
+    assert (attempt.state, attempt.attempted) == (ExportState.WITHDRAWN, False)
+    assert (state, attempts) == (ExportState.WITHDRAWN, 0)
+    assert error == f"not sent: job {old.id} was superseded by job {newer.id}"
+    assert not (tmp_path / "out").exists()

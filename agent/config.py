@@ -100,12 +100,28 @@ class TlsSettings(_Section):
         return self
 
 
+class DestinationTls(_Section):
+    """TLS to a DIMSE destination: its certificate is checked against `ca_file` (the system's
+    CAs without one) and must name `host`; `cert_file` and `key_file` when it wants ours."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _key_with_certificate(self) -> Self:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise PydanticCustomError("tls", "cert_file and key_file go together")
+        return self
+
+
 class DimseDestination(_Section):
     kind: Literal["dimse"]
     name: Name
     ae_title: AETitle
     host: str
     port: Port
+    tls: DestinationTls | None = None
 
 
 class FolderDestination(_Section):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from agent.config import DicomWebDestination, DimseDestination, FolderDestination, Settings
 from agent.dimse import scu
+from agent.dimse.tls import destination_tls_context
 from agent.errors import DestinationError
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,11 @@ def check_destination(destination: AnyDestination, calling_ae: str) -> str:
 
 def _echo(destination: DimseDestination, calling_ae: str) -> str:
     where = f"{destination.ae_title} at {destination.host}:{destination.port}"
-    if not scu.echo(destination.ae_title, destination.host, destination.port, calling_ae):
+    where += " over TLS" if destination.tls else ""
+    tls = destination_tls_context(destination.tls)
+    if not scu.echo(
+        destination.ae_title, destination.host, destination.port, calling_ae, tls_context=tls
+    ):
         raise DestinationError(f"C-ECHO to {where} was answered with a failure status")
     log.info("C-ECHO to %s succeeded", where)
     return f"C-ECHO to {where} succeeded"

@@ -33,6 +33,7 @@ from agent.db.enums import ExportState, JobState
 from agent.db.models import Export, Job, Result, Series, utcnow
 from agent.destinations import find_destination
 from agent.dimse.scu import send_files
+from agent.dimse.tls import destination_tls_context
 from agent.errors import DestinationError, DicomNetworkError, NotFoundError
 from agent.spool import Spool, fsync_dir, uid_hash
 
@@ -192,7 +193,12 @@ def copy_to_folder(source: Path, target: Path) -> None:
 def _send_dimse(destination: DimseDestination, path: Path, calling_ae: str) -> None:
     try:
         (sent,) = send_files(
-            [path], destination.ae_title, destination.host, destination.port, calling_ae
+            [path],
+            destination.ae_title,
+            destination.host,
+            destination.port,
+            calling_ae,
+            tls_context=destination_tls_context(destination.tls),
         )
     except DicomNetworkError as exc:
         raise ExportError(str(exc)) from exc

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
-from agent.config import TlsSettings
+from agent.config import DestinationTls, TlsSettings
 
 
 def server_tls_context(
@@ -36,3 +36,10 @@ def scp_tls_context(tls: TlsSettings) -> ssl.SSLContext | None:
     if not (tls.enabled and tls.cert_file and tls.key_file):
         return None
     return server_tls_context(tls.cert_file, tls.key_file, tls.ca_file)
+
+
+def destination_tls_context(tls: DestinationTls | None) -> ssl.SSLContext | None:
+    """The context for associations to a DIMSE destination; None when it has no TLS."""
+    if tls is None:
+        return None
+    return client_tls_context(tls.ca_file, tls.cert_file, tls.key_file)

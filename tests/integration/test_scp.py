@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import socket
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +18,9 @@ from pydicom.uid import UID, generate_uid
 from pynetdicom import _config
 from pynetdicom.dsutils import split_dataset
 
+from agent.config import Settings
+from agent.db.models import Result
+from agent.destinations import check_destination, find_destination
 from agent.dimse import scu
 from agent.dimse.status import Status
 from agent.dimse.tls import client_tls_context, server_tls_context
@@ -30,8 +32,10 @@ from tests.support.scp import (
     RunningScp,
     StartScp,
     run_dcmtk,
+    self_signed_certificate,
     storescu,
 )
+from workers.export import deliver
 
 pytestmark = pytest.mark.integration
 
@@ -287,22 +291,6 @@ def test_send_files_reports_each_file(scp: RunningScp, tmp_path: Path) -> None:
     assert "not a readable DICOM file" in results[1].detail
 
 
-def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
-            *("-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"),
-            *("-keyout", str(key), "-out", str(cert)),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
-
-
 def test_tls_association(scp_starter: StartScp, tmp_path: Path) -> None:
     cert, key = self_signed_certificate(tmp_path)
     secure = scp_starter(tls_context=server_tls_context(cert, key))
@@ -310,3 +298,32 @@ def test_tls_association(scp_starter: StartScp, tmp_path: Path) -> None:
     assert scu.echo(SCP_AE, LOCALHOST, secure.port, tls_context=client_tls_context(cert))
     with pytest.raises(PeerUnreachableError):
         scu.echo(SCP_AE, LOCALHOST, secure.port)
+
+
+def test_a_dimse_destination_over_tls_answers_echo_and_takes_exports(
+    scp_starter: StartScp, tmp_path: Path
+) -> None:
+    cert, key = self_signed_certificate(tmp_path)
+    secure = scp_starter(tls_context=server_tls_context(cert, key))
+    settings = Settings.model_validate(
+        {
+            "spool_dir": tmp_path / "spool",
+            "destinations": [
+                {
+                    "kind": "dimse",
+                    "name": "secure-pacs",
+                    "ae_title": SCP_AE,
+                    "host": LOCALHOST,
+                    "port": secure.port,
+                    "tls": {"ca_file": cert},
+                }
+            ],
+            "rules": [],
+        }
+    )
+    destination = find_destination(settings, "secure-pacs")
+
+    assert "over TLS succeeded" in check_destination(destination, settings.ae_title)
+    deliver(settings, "secure-pacs", pydicom_file("CT_small.dcm"), Result())
+    [stored] = secure.recorder.instances
+    assert stored.calling_ae == settings.ae_title

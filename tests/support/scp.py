@@ -84,3 +84,19 @@ def storescu(
     """Run storescu verbosely on a file or folder; it exits non-zero when a store fails."""
     addressing = ("-v", "-aet", calling_ae, "-aec", SCP_AE)
     return run_dcmtk("storescu", *addressing, *options, LOCALHOST, str(port), str(path))
+
+
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"),
+            *("-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key

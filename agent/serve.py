@@ -7,7 +7,8 @@ and their jobs sent), the reconciler (every `reconcile_interval_seconds`), the H
 (`dicom-agent worker`); and last the storage SCP: `dimse_processes` receiver processes
 sharing the DICOM port, each acknowledging an instance once it is durably in the spool and
 indexing it in the job database a moment later (`agent.dimse.receivers`). The reconciler
-loop restarts a receiver or the local worker should one die. `Node.stop` stops them in the
+loop restarts a receiver or the local worker should one die, and sweeps delivered messages
+out of an embedded broker (`workers.broker_janitor`). `Node.stop` stops them in the
 reverse order; `serve` runs a node until SIGINT or SIGTERM.
 """
 
@@ -33,6 +34,7 @@ from agent.dimse.receivers import ReceiverPool
 from agent.processes import child_environment
 from agent.reconciler import Outbox, Reconciler
 from agent.spool import Spool
+from workers.broker_janitor import BrokerJanitor
 from workers.celery_app import CeleryDispatcher, is_embedded_broker, make_celery
 
 log = logging.getLogger(__name__)
@@ -139,6 +141,7 @@ class Node:
             local_worker = is_embedded_broker(settings.broker_url)
         self._worker = LocalWorker(config_path) if local_worker else None
         self._engine: Engine | None = None
+        self._janitor: BrokerJanitor | None = None
         self._receivers: ReceiverPool | None = None
         self._threads: list[PeriodicThread | ApiThread] = []
 
@@ -170,6 +173,7 @@ class Node:
         outbox = Outbox(CeleryDispatcher(make_celery(settings)))
         resend_after = max(settings.job_lease_seconds, settings.reconcile_interval_seconds)
         reconciler = Reconciler(sessions, outbox, resend_after)
+        janitor = self._janitor = BrokerJanitor(settings.broker_url)
 
         def complete() -> None:
             rules, stable = settings.rules, settings.series_stable_seconds
@@ -182,6 +186,7 @@ class Node:
             if self._worker is not None:
                 self._worker.ensure_running()
             reconciler.tick()
+            janitor.sweep()
 
         if self._worker is not None:
             self._worker.ensure_running()
@@ -209,6 +214,9 @@ class Node:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+        if self._janitor is not None:
+            self._janitor.close()
+            self._janitor = None
         log.info("node stopped")
 
 

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from agent.api import health, jobs, metrics, quarantine, studies, web
 from agent.api.auth import NO_TOKENS_CONFIGURED, require_token
@@ -37,7 +38,8 @@ def create_app(settings: Settings) -> FastAPI:
         yield
         engine.dispose()
 
-    app = FastAPI(title="dicom-agent", description=DESCRIPTION, lifespan=lifespan)
+    # Swagger UI and ReDoc from the package, not a CDN: hospital networks are often offline.
+    app = FastAPIOffline(title="dicom-agent", description=DESCRIPTION, lifespan=lifespan)
     app.state.agent = ApiState(settings, session_factory(engine), Spool(settings.spool_dir))
     add_error_handlers(app)
     for router in (jobs.router, studies.router, quarantine.router, metrics.router):

@@ -104,3 +104,13 @@ def test_page_without_token_asks_for_one(base_url: str, tmp_path: Path) -> None:
     assert re.search(r'<form id="login">', dom), "the token form should be visible"
     assert re.search(r'<main id="content" hidden="">', dom)
     assert _rows(dom, "job-id") == []
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+def test_openapi_docs_render_without_internet(base_url: str, tmp_path: Path) -> None:
+    """Swagger UI comes from the node (Chromium here cannot reach a CDN either way)."""
+    dom = _dump_dom(f"{base_url}/docs", tmp_path / "chromium")
+
+    assert "/static-offline-docs/swagger-ui-bundle.js" in dom
+    assert 'class="swagger-ui' in dom
+    assert "/api/jobs/{job_id}/retry" in dom

@@ -14,12 +14,18 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID
 from sqlalchemy.orm import Session, sessionmaker
 
-from agent.db.models import Base
+from agent.db.enums import ResultKind
+from agent.db.models import Base, Result
 from agent.db.session import create_db_engine, session_factory
 from agent.received import ReceivedInstance
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
+RESULT_SOP_CLASSES = {
+    ResultKind.SEG: "1.2.840.10008.5.1.4.1.1.66.4",
+    ResultKind.SR: "1.2.840.10008.5.1.4.1.1.88.34",
+    ResultKind.SC: "1.2.840.10008.5.1.4.1.1.7",
+}
 
 pytest_plugins = ["tests.support.fixtures", "tests.support.scp"]
 
@@ -95,3 +101,16 @@ def ct_header(
     ds.PixelSpacing = [0.7, 0.7]
     ds.Rows = ds.Columns = 8
     return ds
+
+
+def result_row(path: str, kind: ResultKind = ResultKind.SEG, **job: Any) -> Result:
+    """A result row of `kind` at spool path `path`, with placeholder UIDs (SOP 2.25.1, series
+    2.25.2); `job` is `job=...` or `job_id=...`."""
+    return Result(
+        kind=kind,
+        sop_instance_uid="2.25.1",
+        sop_class_uid=RESULT_SOP_CLASSES[kind],
+        series_instance_uid="2.25.2",
+        path=path,
+        **job,
+    )

@@ -15,10 +15,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from agent.api.app import create_app
 from agent.config import Settings
-from agent.db.enums import ExportState, JobState, ResultKind
-from agent.db.models import Export, Result
+from agent.db.enums import ExportState, JobState
+from agent.db.models import Export
 from agent.db.session import session_scope
 from agent.spool import Spool
+from tests.conftest import result_row
 
 pytestmark = pytest.mark.integration
 
@@ -128,14 +129,7 @@ def test_list_jobs_with_filters(client: TestClient, job_ids: list[int]) -> None:
 
 def _add_result(sessions: sessionmaker[Session], job_id: int) -> None:
     with session_scope(sessions) as session:
-        result = Result(
-            job_id=job_id,
-            kind=ResultKind.SEG,
-            sop_instance_uid="2.25.1",
-            sop_class_uid="1.2.840.10008.5.1.4.1.1.66.4",
-            series_instance_uid="2.25.2",
-            path="results/seg.dcm",
-        )
+        result = result_row("results/seg.dcm", job_id=job_id)
         result.exports.append(
             Export(destination="pacs", state=ExportState.FAILED, attempts=2, last_error="refused")
         )

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from agent import jobs
 from agent.db.enums import ExportState, JobState, ResultKind, SeriesState
 from agent.db.migrate import alembic_config, upgrade
-from agent.db.models import Base, Export, Instance, Job, JobEvent, Result, Series, Study
+from agent.db.models import Base, Export, Instance, Job, JobEvent, Series, Study
 from agent.db.queries import (
     JobFilter,
     get_job,
@@ -32,6 +32,7 @@ from agent.db.schemas import JobDetail
 from agent.db.session import session_scope
 from agent.errors import ConcurrentUpdateError
 from agent.received import ReceivedInstance
+from tests.conftest import result_row
 
 pytestmark = pytest.mark.integration
 
@@ -340,14 +341,7 @@ def test_job_detail_carries_results_and_exports(
 ) -> None:
     job_id = _queued_job(sessions, make_received())
     with session_scope(sessions) as session:
-        result = Result(
-            job_id=job_id,
-            kind=ResultKind.SEG,
-            sop_instance_uid="2.25.1",
-            sop_class_uid="1.2.840.10008.5.1.4.1.1.66.4",
-            series_instance_uid="2.25.2",
-            path="results/1/seg.dcm",
-        )
+        result = result_row("results/1/seg.dcm", job_id=job_id)
         result.exports.append(Export(destination="local", state=ExportState.PENDING, attempts=0))
         session.add(result)
     with session_scope(sessions) as session:

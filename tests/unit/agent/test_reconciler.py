@@ -10,11 +10,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from agent import jobs
 from agent.db.enums import ExportState, JobState, ResultKind
-from agent.db.models import Export, Job, Result, Series, utcnow
+from agent.db.models import Export, Job, Series, utcnow
 from agent.db.queries import record_instance
 from agent.db.session import session_scope
 from agent.reconciler import MAX_JOB_ATTEMPTS, Outbox, Reconciler
-from tests.conftest import MakeReceived
+from tests.conftest import MakeReceived, result_row
 
 RESEND_AFTER = 30.0
 LEASE = 10.0
@@ -110,14 +110,7 @@ def test_overdue_pending_export_is_sent_again(
     with session_scope(sqlite_sessions) as session:
         job = session.get_one(Job, job_id)
         jobs.cancel_job(session, job_id)
-        result = Result(
-            job=job,
-            kind=ResultKind.SR,
-            sop_instance_uid="1.2.3",
-            sop_class_uid="1.2.840.10008.5.1.4.1.1.88.34",
-            series_instance_uid="1.2",
-            path="results/x.dcm",
-        )
+        result = result_row("results/x.dcm", ResultKind.SR, job=job)
         due_now = Export(
             result=result,
             destination="a",

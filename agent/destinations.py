@@ -1,4 +1,5 @@
-"""Is a configured destination usable? C-ECHO a DICOM peer; try writing into a folder."""
+"""Is a configured destination usable? C-ECHO a DICOM peer, query a DICOMweb service (QIDO-RS),
+try writing into a folder."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from agent.config import DicomWebDestination, DimseDestination, FolderDestination, Settings
+from agent.dicomweb import client as dicomweb
 from agent.dimse import scu
 from agent.dimse.tls import destination_tls_context
 from agent.errors import DestinationError
@@ -31,10 +33,15 @@ def check_destination(destination: AnyDestination, calling_ae: str) -> str:
         return _echo(destination, calling_ae)
     if isinstance(destination, FolderDestination):
         return _check_folder(destination.path)
-    raise DestinationError(
-        f"destination {destination.name!r} is {destination.kind}: "
-        "only dimse and folder destinations can be checked"
-    )
+    return _query(destination)
+
+
+def _query(destination: DicomWebDestination) -> str:
+    token = destination.auth_token.get_secret_value() if destination.auth_token else None
+    try:
+        return dicomweb.check(str(destination.url), token=token)
+    except dicomweb.StowError as exc:
+        raise DestinationError(str(exc)) from exc
 
 
 def _echo(destination: DimseDestination, calling_ae: str) -> str:

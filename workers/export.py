@@ -5,7 +5,8 @@ Destinations:
 - folder: an atomic copy to `<path>/<h(study)>/<kind>-<h(series)>/<h(sop)>.dcm`, `h` the
   first 16 hex digits of the SHA-256 of a UID (raw UIDs never become file names);
 - dimse: C-STORE to the peer, calling with the agent's AE title;
-- dicomweb: not supported yet; such an export fails at once with that reason.
+- dicomweb: STOW-RS (`agent.dicomweb.client`), with the destination's bearer token if it has one;
+  a refusal the server would repeat (4xx, or instances it failed to store) fails at once.
 
 An export row records its attempts, last error, next attempt time and when it was sent.
 A failed attempt leaves it pending, due again after `retry_delay` (export_backoff_seconds,
@@ -28,10 +29,11 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, selectinload
 
-from agent.config import DimseDestination, FolderDestination, Settings
+from agent.config import DicomWebDestination, DimseDestination, FolderDestination, Settings
 from agent.db.enums import ExportState, JobState
 from agent.db.models import Export, Job, Result, Series, utcnow
 from agent.destinations import find_destination
+from agent.dicomweb import client as dicomweb
 from agent.dimse.scu import send_files
 from agent.dimse.tls import destination_tls_context
 from agent.errors import DestinationError, DicomNetworkError, NotFoundError
@@ -155,7 +157,7 @@ def deliver(settings: Settings, destination_name: str, path: Path, result: Resul
     elif isinstance(destination, DimseDestination):
         _send_dimse(destination, path, settings.ae_title)
     else:
-        raise ExportError("DICOMweb (STOW-RS) export is not supported yet", permanent=True)
+        _send_stow(destination, path)
 
 
 def folder_target(root: Path, result: Result) -> Path:
@@ -188,6 +190,14 @@ def copy_to_folder(source: Path, target: Path) -> None:
         raise ExportError(f"cannot write {target.name} to the folder: {exc}") from exc
     finally:
         temp.unlink(missing_ok=True)
+
+
+def _send_stow(destination: DicomWebDestination, path: Path) -> None:
+    token = destination.auth_token.get_secret_value() if destination.auth_token else None
+    try:
+        dicomweb.store(str(destination.url), [path.read_bytes()], token=token)
+    except dicomweb.StowError as exc:
+        raise ExportError(str(exc), permanent=not exc.transient) from exc
 
 
 def _send_dimse(destination: DimseDestination, path: Path, calling_ae: str) -> None:

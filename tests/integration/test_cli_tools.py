@@ -124,15 +124,15 @@ def test_echo_a_folder_destination(tmp_path: Path) -> None:
     assert "exists but is not a folder" in file.stderr
 
 
-def test_echo_refuses_what_it_cannot_check(tmp_path: Path) -> None:
-    web = {"kind": "dicomweb", "name": "web", "url": "https://pacs.example/dicomweb"}
+def test_echo_names_unknown_and_unreachable_destinations(tmp_path: Path) -> None:
+    web = {"kind": "dicomweb", "name": "web", "url": "http://127.0.0.1:1/dicom-web"}
     config = _config(tmp_path, [web])
     unknown = _run("--config", str(config), "echo", "nope")
     assert unknown.exit_code == 1
     assert "no destination named 'nope'; configured: web" in unknown.stderr
     dicomweb = _run("--config", str(config), "echo", "web")
     assert dicomweb.exit_code == 1
-    assert "only dimse and folder destinations can be checked" in dicomweb.stderr
+    assert "QIDO-RS to http://127.0.0.1:1/dicom-web/studies failed" in dicomweb.stderr
 
 
 def test_rules_test_explains_each_file(tmp_path: Path) -> None:

@@ -163,17 +163,19 @@ def test_unreachable_peer_backs_off_then_fails(
         assert "is unreachable" in export.last_error
 
 
-def test_unsupported_destination_fails_at_once(
+def test_unreachable_dicomweb_service_backs_off(
     sqlite_sessions: sessionmaker[Session],
     spool: Spool,
     settings: Settings,
     exports: dict[str, int],
 ) -> None:
-    assert attempt_at(sqlite_sessions, spool, settings, exports["web"], utcnow()) == (
-        True,
-        None,
-        ExportState.FAILED,
-    )
+    attempt = attempt_at(sqlite_sessions, spool, settings, exports["web"], utcnow())
+
+    assert attempt == (True, BACKOFF, ExportState.PENDING)
+    with session_scope(sqlite_sessions) as session:
+        error = session.get_one(Export, exports["web"]).last_error
+    assert error is not None
+    assert error.startswith("STOW-RS to http://127.0.0.1:1/dicom-web/studies failed")
 
 
 def test_results_of_a_superseded_job_are_withdrawn_not_sent(

@@ -196,7 +196,9 @@ class Matcher(_Section):
 
 class Rule(_Section):
     """Series whose tags all match go to `pipeline`; results go to `destinations`.
-    An empty `match` matches every series. Higher `priority` wins and runs first."""
+    An empty `match` matches every series. When several rules match, the higher `priority`
+    wins; the job records it, but workers take jobs first come, first served (the broker
+    messages carry no priority yet)."""
 
     name: Name
     match: dict[Keyword, Matcher]

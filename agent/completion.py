@@ -35,7 +35,7 @@ from agent.config import Rule
 from agent.db.enums import JobState, SeriesState
 from agent.db.models import Instance, Series, utcnow
 from agent.db.session import rows_affected, session_scope
-from agent.jobs import can_transition, create_job, supersede_job
+from agent.jobs import QueuedJob, can_transition, create_job, supersede_job
 from agent.spool import Spool
 from models.errors import NotAVolumeError
 from models.volume import check_series
@@ -108,8 +108,8 @@ def decide(rules: Sequence[Rule], headers: Sequence[Dataset]) -> Decision:
 
 def apply_decision(
     session: Session, series_id: int, decision: Decision, now: datetime
-) -> int | None:
-    """Write `decision` for a series that is still ready; the new job's id, if one was made.
+) -> QueuedJob | None:
+    """Write `decision` for a series that is still ready; the new job, if one was made.
 
     Does nothing (returns None) when the series left the ready state meanwhile.
     """
@@ -130,7 +130,7 @@ def apply_decision(
     return _queue_job(session, series_id, decision.rule, now)
 
 
-def _queue_job(session: Session, series_id: int, rule: Rule, now: datetime) -> int:
+def _queue_job(session: Session, series_id: int, rule: Rule, now: datetime) -> QueuedJob:
     series = session.get(Series, series_id, populate_existing=True)
     assert series is not None  # the guarded update above just found it
     earlier = list(series.jobs)
@@ -141,7 +141,7 @@ def _queue_job(session: Session, series_id: int, rule: Rule, now: datetime) -> i
         if can_transition(old.state, JobState.SUPERSEDED):
             supersede_job(session, old, job, now=now)
     log.info("series %d queued as job %d (rule %s)", series_id, job.id, rule.name)
-    return job.id
+    return QueuedJob(job.id, job.priority)
 
 
 def _decide_series(spool: Spool, rules: Sequence[Rule], ready: ReadySeries) -> Decision:
@@ -158,8 +158,8 @@ def advance_series(
     rules: Sequence[Rule],
     stable_seconds: float,
     now: datetime | None = None,
-) -> list[int]:
-    """One pass: mark quiet series ready and decide every ready series; the new job ids.
+) -> list[QueuedJob]:
+    """One pass: mark quiet series ready and decide every ready series; the new jobs.
 
     Each decision is its own transaction; the caller sends the jobs' messages afterwards.
     """
@@ -167,11 +167,11 @@ def advance_series(
     with session_scope(sessions) as session:
         mark_ready(session, stable_seconds, now)
         waiting = ready_series(session)
-    job_ids = []
+    queued = []
     for ready in waiting:
         decision = _decide_series(spool, rules, ready)
         with session_scope(sessions) as session:
-            job_id = apply_decision(session, ready.series_id, decision, now)
-        if job_id is not None:
-            job_ids.append(job_id)
-    return job_ids
+            job = apply_decision(session, ready.series_id, decision, now)
+        if job is not None:
+            queued.append(job)
+    return queued

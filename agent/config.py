@@ -197,8 +197,8 @@ class Matcher(_Section):
 class Rule(_Section):
     """Series whose tags all match go to `pipeline`; results go to `destinations`.
     An empty `match` matches every series. When several rules match, the higher `priority`
-    wins; the job records it, but workers take jobs first come, first served (the broker
-    messages carry no priority yet)."""
+    wins; its jobs then run before lower-priority ones waiting on Redis (10 levels: 9 and
+    above, ..., 0 and below); the embedded broker serves first come, first served."""
 
     name: Name
     match: dict[Keyword, Matcher]

@@ -15,7 +15,7 @@ import logging
 import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Final, NamedTuple
 
 from sqlalchemy import and_, update
 from sqlalchemy.orm import Session
@@ -91,6 +91,13 @@ def transition(
     _flush(session, job)
     log.info("job %d: %s -> %s", job.id, from_state, to_state)
     return event
+
+
+class QueuedJob(NamedTuple):
+    """A job just queued, as its message needs it."""
+
+    id: int
+    priority: int
 
 
 def create_job(

@@ -39,7 +39,7 @@ MAX_JOB_ATTEMPTS = 3
 class Dispatcher(Protocol):
     """Sends the messages that wake workers (`workers.celery_app.CeleryDispatcher`)."""
 
-    def send_job(self, job_id: int) -> None: ...
+    def send_job(self, job_id: int, priority: int) -> None: ...
 
     def send_export(self, export_id: int) -> None: ...
 
@@ -54,8 +54,8 @@ class Outbox:
         self._jobs: dict[int, datetime] = {}
         self._exports: dict[int, datetime] = {}
 
-    def send_job(self, job_id: int, now: datetime | None = None) -> None:
-        self._dispatcher.send_job(job_id)
+    def send_job(self, job_id: int, priority: int, now: datetime | None = None) -> None:
+        self._dispatcher.send_job(job_id, priority)
         with self._lock:
             self._jobs[job_id] = now or utcnow()
 
@@ -116,12 +116,13 @@ class Reconciler:
                     )
                 )
             )
-        self._outbox.keep_only(waiting_jobs, waiting_exports)
+        self._outbox.keep_only(set(waiting_jobs), waiting_exports)
         due = self._resend_after
-        jobs = [job for job in sorted(waiting_jobs) if self._outbox.job_due(job, now, due)]
+        by_priority = sorted(waiting_jobs, key=lambda job: (-waiting_jobs[job], job))
+        jobs = [job for job in by_priority if self._outbox.job_due(job, now, due)]
         exports = [e for e in sorted(waiting_exports) if self._outbox.export_due(e, now, due)]
         for job_id in jobs:
-            self._outbox.send_job(job_id, now)
+            self._outbox.send_job(job_id, waiting_jobs[job_id], now)
         for export_id in exports:
             self._outbox.send_export(export_id, now)
         if jobs or exports or failed:
@@ -133,9 +134,13 @@ class Reconciler:
             )
         return ReconcileReport(tuple(jobs), tuple(failed), tuple(exports))
 
-    def _waiting_jobs(self, session: Session, now: datetime) -> set[int]:
-        queued = session.scalars(select(Job.id).where(Job.state == JobState.QUEUED))
-        return set(queued) | {job.id for job in expired_jobs(session, now)}
+    def _waiting_jobs(self, session: Session, now: datetime) -> dict[int, int]:
+        """Queued jobs and jobs whose lease ran out: id -> priority."""
+        queued = session.execute(
+            select(Job.id, Job.priority).where(Job.state == JobState.QUEUED)
+        ).tuples()
+        expired = {job.id: job.priority for job in expired_jobs(session, now)}
+        return {**dict(queued.all()), **expired}
 
     def _fail_exhausted(self, session: Session, now: datetime) -> tuple[int, ...]:
         """Fail expired jobs that already had `MAX_JOB_ATTEMPTS` claims."""

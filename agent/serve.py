@@ -177,8 +177,8 @@ class Node:
 
         def complete() -> None:
             rules, stable = settings.rules, settings.series_stable_seconds
-            for job_id in completion.advance_series(sessions, spool, rules, stable):
-                outbox.send_job(job_id)
+            for job in completion.advance_series(sessions, spool, rules, stable):
+                outbox.send_job(job.id, job.priority)
 
         def reconcile() -> None:
             if self._receivers is not None:

@@ -7,7 +7,10 @@ purpose (`task_reject_on_worker_lost`). Whatever a broker still loses (the embed
 SQLAlchemy transport does not redeliver an unacknowledged message; Redis does only after its
 visibility timeout), `agent.reconciler` sends again from the rows. Redis keeps its default
 visibility timeout of one hour, longer than any job: a message redelivered while its job
-still runs would be harmless anyway (`claim_job` is atomic), but wasted.
+still runs would be harmless anyway (`claim_job` is atomic), but wasted. On Redis a job
+message carries its rule's priority (`broker_priority`: 10 levels), so with one message
+prefetched at a time a worker takes the most urgent waiting job next; Kombu's SQLAlchemy
+transport has no priorities.
 
 The agent imports this module to send messages (by task name) and must not pull in torch or
 the task code; workers register the tasks with `workers.tasks.register_tasks`.
@@ -27,6 +30,7 @@ EXPORT_QUEUE = "export"
 RUN_JOB_TASK = "workers.tasks.run_job"
 EXPORT_RESULT_TASK = "workers.tasks.export_result"
 REDIS_VISIBILITY_TIMEOUT_SECONDS = 3600
+BROKER_PRIORITY_LEVELS = 10
 
 EMBEDDED_SCHEMES = ("sqla+", "sqlalchemy+", "filesystem:")
 """Broker URL prefixes of transports that need no server: `serve` then runs a local worker."""
@@ -63,8 +67,19 @@ def make_celery(settings: Settings) -> Celery:
 
 def _transport_options(broker_url: str) -> dict[str, Any]:
     if broker_url.startswith(("redis:", "rediss:")):
-        return {"visibility_timeout": REDIS_VISIBILITY_TIMEOUT_SECONDS}
+        return {
+            "visibility_timeout": REDIS_VISIBILITY_TIMEOUT_SECONDS,
+            "priority_steps": list(range(BROKER_PRIORITY_LEVELS)),
+            "sep": ":",
+            "queue_order_strategy": "priority",
+        }
     return {}
+
+
+def broker_priority(job_priority: int) -> int:
+    """A job's priority (higher first, any integer) as a Redis message priority (0 first):
+    job priority 9 and above share the first level, 0 and below the last."""
+    return min(max(BROKER_PRIORITY_LEVELS - 1 - job_priority, 0), BROKER_PRIORITY_LEVELS - 1)
 
 
 class CeleryDispatcher:
@@ -73,9 +88,9 @@ class CeleryDispatcher:
     def __init__(self, app: Celery) -> None:
         self._app = app
 
-    def send_job(self, job_id: int) -> None:
-        """Wake a worker for job `job_id` (queue `inference`)."""
-        self._app.send_task(RUN_JOB_TASK, args=(job_id,))
+    def send_job(self, job_id: int, priority: int) -> None:
+        """Wake a worker for job `job_id` (queue `inference`), ahead of lower priorities."""
+        self._app.send_task(RUN_JOB_TASK, args=(job_id,), priority=broker_priority(priority))
 
     def send_export(self, export_id: int) -> None:
         """Wake a worker for export `export_id` (queue `export`)."""

@@ -69,7 +69,7 @@ def test_quiet_series_is_queued_and_localizer_skipped(
     receive(ingestor, CHEST_SERIES, [0.0, -2.5, -5.0, -7.5])
     receive(ingestor, LOCALIZER_SERIES, [0.0])
 
-    job_ids = advance_series(sqlite_sessions, spool, [CT_RULE], STABLE_SECONDS, now=later())
+    queued = advance_series(sqlite_sessions, spool, [CT_RULE], STABLE_SECONDS, now=later())
 
     chest, localizer = (
         series_row(sqlite_sessions, CHEST_SERIES),
@@ -80,7 +80,7 @@ def test_quiet_series_is_queued_and_localizer_skipped(
     assert localizer.skip_reason == "not a volume: a volume needs at least 2 slices, got 1"
     with session_scope(sqlite_sessions) as session:
         (job,) = session.scalars(select(Job)).all()
-        assert job_ids == [job.id]
+        assert queued == [(job.id, CT_RULE.priority)]
         assert (job.series_id, job.state, job.pipeline, job.rule, job.priority) == (
             chest.id,
             JobState.QUEUED,
@@ -137,8 +137,8 @@ def test_late_instance_reopens_and_the_new_job_supersedes(
     (second,) = advance_series(sqlite_sessions, spool, [CT_RULE], STABLE_SECONDS, now=later())
 
     with session_scope(sqlite_sessions) as session:
-        old, new = session.get_one(Job, first), session.get_one(Job, second)
-        assert (old.state, old.superseded_by) == (JobState.SUPERSEDED, second)
+        old, new = session.get_one(Job, first.id), session.get_one(Job, second.id)
+        assert (old.state, old.superseded_by) == (JobState.SUPERSEDED, second.id)
         assert new.state == JobState.QUEUED
 
 

@@ -25,10 +25,12 @@ class RecordingDispatcher:
 
     def __init__(self) -> None:
         self.jobs: list[int] = []
+        self.priorities: list[int] = []
         self.exports: list[int] = []
 
-    def send_job(self, job_id: int) -> None:
+    def send_job(self, job_id: int, priority: int) -> None:
         self.jobs.append(job_id)
+        self.priorities.append(priority)
 
     def send_export(self, export_id: int) -> None:
         self.exports.append(export_id)
@@ -65,6 +67,20 @@ def test_queued_job_is_sent_then_again_only_after_resend_after(
     assert reconciler.tick(now + timedelta(seconds=1)).jobs_sent == ()
     assert reconciler.tick(now + timedelta(seconds=RESEND_AFTER)).jobs_sent == (job_id,)
     assert sent.jobs == [job_id, job_id]
+
+
+def test_waiting_jobs_are_sent_highest_priority_first(
+    sqlite_sessions: sessionmaker[Session],
+    reconciler: Reconciler,
+    sent: RecordingDispatcher,
+    job_id: int,
+) -> None:
+    with session_scope(sqlite_sessions) as session:
+        series = session.scalars(select(Series)).one()
+        urgent = jobs.create_job(session, series, pipeline="lung", rule="stroke", priority=5).id
+
+    assert reconciler.tick(utcnow()).jobs_sent == (urgent, job_id)
+    assert sent.priorities == [5, 0]
 
 
 def test_running_job_is_left_alone_until_its_lease_runs_out(

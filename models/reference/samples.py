@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 from models.patches import crop
 from models.preprocess import resample, to_working_grid, working_shape
@@ -47,16 +46,9 @@ def on_working_grid(phantom: Phantom) -> WorkingSample:
     return WorkingSample(image, target.to(torch.uint8), lungs, phantom)
 
 
-def sample_centres(
-    sample: WorkingSample, rng: np.random.Generator, count: int, balanced: bool = False
-) -> np.ndarray:
-    """Half on nodules, a quarter on bright lung (vessels: hard negatives), the rest in lung.
-
-    Unbalanced, a nodule is drawn in proportion to its voxels, so a 20 mm nodule is drawn some
-    300 times as often as a 3 mm one; `balanced` draws the nodule first, each equally often,
-    then a voxel inside it.
-    """
-    nodules = _nodule_voxels(sample.target.numpy() > 0, balanced)
+def sample_centres(sample: WorkingSample, rng: np.random.Generator, count: int) -> np.ndarray:
+    """Half on nodules, a quarter on bright lung (vessels: hard negatives), the rest in lung."""
+    nodule = np.argwhere(sample.target.numpy() > 0)
     lungs = sample.lungs.numpy()
     bright = np.argwhere(lungs & (sample.image.numpy() > 0.35) & (sample.target.numpy() == 0))
     anywhere = np.argwhere(lungs)
@@ -64,31 +56,25 @@ def sample_centres(
         anywhere = np.argwhere(np.ones(sample.image.shape, dtype=bool))
     centres = []
     for draw in rng.uniform(size=count):
-        if draw < 0.5 and nodules:
-            pool = nodules[int(rng.integers(len(nodules)))] if len(nodules) > 1 else nodules[0]
-        else:
-            pool = bright if draw < 0.75 and len(bright) else anywhere
+        pool = (
+            nodule
+            if draw < 0.5 and len(nodule)
+            else bright
+            if draw < 0.75 and len(bright)
+            else anywhere
+        )
         centres.append(pool[int(rng.integers(len(pool)))])
     return np.array(centres)
 
 
-def _nodule_voxels(target: np.ndarray, balanced: bool) -> list[np.ndarray]:
-    """Voxel lists to draw positive centres from: one per nodule if balanced, else one for all."""
-    if not balanced:
-        voxels = np.argwhere(target)
-        return [voxels] if len(voxels) else []
-    components, count = ndimage.label(target)
-    return [np.argwhere(components == label) for label in range(1, count + 1)]
-
-
 def patches(
-    seeds: Iterator[int], size: int, per_phantom: int, balanced: bool = False
+    seeds: Iterator[int], size: int, per_phantom: int
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Endless (image, target) patches, `per_phantom` from each freshly generated slab."""
     for seed in seeds:
         rng = np.random.default_rng(seed)
         sample = on_working_grid(training_phantom(seed))
-        for centre in sample_centres(sample, rng, per_phantom, balanced):
+        for centre in sample_centres(sample, rng, per_phantom):
             image, target = crop(sample.image, centre, size), crop(sample.target, centre, size)
             if rng.uniform() < 0.5:
                 image, target = image.flip(-1), target.flip(-1)

@@ -1,11 +1,8 @@
 """Reproduce the shipped reference weights: `python -m models.reference.train [--seed N]`.
 
-Stage 1 (`detector`) trains the U-Net detector on random 64 mm patches of freshly generated
-phantom slabs (positive-biased sampling, Dice + cross-entropy), positives drawn per voxel, so
-mostly from large nodules. Stage 2 (`refine`) goes on from those weights on further slabs at a
-lower learning rate with nodule-balanced positives: every nodule as often as any other, which
-is what small nodules need. Stage 3 (`classifier`) mines the refined detector's candidates on
-further phantoms and trains the candidate classifier that rejects false positives.
+Stage 1 trains the U-Net detector on random 64 mm patches of freshly generated phantom slabs
+(positive-biased sampling, Dice + cross-entropy). Stage 2 mines the trained detector's candidates
+on further phantoms and trains the candidate classifier that rejects false positives.
 """
 
 from __future__ import annotations
@@ -40,61 +37,28 @@ log = logging.getLogger(__name__)
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 
-@dataclasses.dataclass(frozen=True)
-class DetectorRun:
-    """One detector training stage: where its slabs start, how positives are drawn, how fast."""
-
-    name: str
-    first_seed: int
-    balanced: bool
-    max_lr: float
-    warm_start: Path | None
-    output: Path
-
-
 class PatchStream(IterableDataset[tuple[torch.Tensor, torch.Tensor]]):
-    def __init__(self, first_seed: int, per_phantom: int, balanced: bool) -> None:
+    def __init__(self, first_seed: int, per_phantom: int) -> None:
         self.first_seed = first_seed
         self.per_phantom = per_phantom
-        self.balanced = balanced
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         torch.set_num_threads(1)
         seeds = (s % TRAINING_SEED_LIMIT for s in itertools.count(self.first_seed))
-        for image, target in patches(seeds, DETECTOR_PATCH, self.per_phantom, self.balanced):
+        for image, target in patches(seeds, DETECTOR_PATCH, self.per_phantom):
             yield image[None], target[None].long()
 
 
-def detector_runs(seed: int, scratch: Path) -> dict[str, DetectorRun]:
-    """Stage 1 from scratch into the scratch folder; stage 2 from there, on slabs stage 1 never
-    saw, into the shipped weights."""
-    stage1 = scratch / "detector-stage1.pt"
-    return {
-        "detector": DetectorRun("detector", seed * 10_000, False, 2e-3, None, stage1),
-        "refine": DetectorRun(
-            "refine", seed * 10_000 + 2_500, True, 5e-4, stage1, WEIGHTS_DIR / "detector.pt"
-        ),
-    }
-
-
-def train_detector(
-    seed: int, run: DetectorRun, steps: int, batch: int, scratch: Path
-) -> dict[str, object]:
+def train_detector(seed: int, steps: int, batch: int, scratch: Path) -> dict[str, object]:
     torch.manual_seed(seed)
-    model = build_detector()
-    if run.warm_start is not None:
-        load_weights(model, run.warm_start)
-    model = channels_last(model)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=run.max_lr, weight_decay=1e-5)
+    model = channels_last(build_detector())
+    optimiser = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-5)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, max_lr=run.max_lr, total_steps=steps, pct_start=0.05
+        optimiser, max_lr=2e-3, total_steps=steps, pct_start=0.05
     )
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
     stream = DataLoader(
-        PatchStream(run.first_seed, 24, run.balanced),
-        batch_size=batch,
-        num_workers=1,
-        prefetch_factor=8,
+        PatchStream(seed * 10_000, 24), batch_size=batch, num_workers=1, prefetch_factor=8
     )
     started, running = time.perf_counter(), 0.0
     model.train()
@@ -110,16 +74,15 @@ def train_detector(
         running = 0.98 * running + 0.02 * value if step > 1 else value
         if step % 100 == 0:
             log.info(
-                "%s step %d/%d loss %.4f %.0fs",
-                run.name,
+                "detector step %d/%d loss %.4f %.0fs",
                 step,
                 steps,
                 running,
                 time.perf_counter() - started,
             )
         if step % 500 == 0:
-            torch.save(model.state_dict(), scratch / f"{run.name}-checkpoint.pt")
-    save_weights(model.state_dict(), run.output)
+            torch.save(model.state_dict(), scratch / "detector-checkpoint.pt")
+    save_weights(model.state_dict(), WEIGHTS_DIR / "detector.pt")
     return {
         "final_loss": running,
         "seconds": time.perf_counter() - started,
@@ -169,24 +132,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--detector-steps", type=int, default=6000)
-    parser.add_argument("--refine-steps", type=int, default=3000)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--classifier-phantoms", type=int, default=160)
     parser.add_argument("--classifier-steps", type=int, default=2000)
     parser.add_argument("--scratch", type=Path, default=Path("scratch/train"))
-    parser.add_argument(
-        "--stage", choices=["all", "detector", "refine", "classifier"], default="all"
-    )
+    parser.add_argument("--stage", choices=["all", "detector", "classifier"], default="all")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(2)
     args.scratch.mkdir(parents=True, exist_ok=True)
     report: dict[str, object] = {"seed": args.seed, "batch": args.batch}
-    runs = detector_runs(args.seed, args.scratch)
-    for stage, steps in (("detector", args.detector_steps), ("refine", args.refine_steps)):
-        if args.stage in ("all", stage):
-            report[stage] = train_detector(args.seed, runs[stage], steps, args.batch, args.scratch)
-            report[f"{stage}_steps"] = steps
+    if args.stage in ("all", "detector"):
+        report["detector"] = train_detector(
+            args.seed, args.detector_steps, args.batch, args.scratch
+        )
+        report["detector_steps"] = args.detector_steps
     if args.stage in ("all", "classifier"):
         report["classifier"] = run_classifier_stage(
             args.seed, args.classifier_phantoms, args.classifier_steps

@@ -35,6 +35,8 @@ from models.reference.samples import TRAINING_SEED_LIMIT, patches
 
 log = logging.getLogger(__name__)
 WEIGHTS_DIR = Path(__file__).parent / "weights"
+RECIPE_VERSION = "0.2.0"
+"""Raised when the training recipe changes; the seed is appended."""
 
 
 class PatchStream(IterableDataset[tuple[torch.Tensor, torch.Tensor]]):
@@ -107,7 +109,7 @@ def write_metadata(args: argparse.Namespace, report: dict[str, object]) -> None:
     previous = json.loads(path.read_text()) if path.exists() else {}
     metadata = {
         "name": "lung-nodule-reference",
-        "version": f"1.0.0+seed{args.seed}",
+        "version": f"{RECIPE_VERSION}+seed{args.seed}",
         "notice": "Trained on synthetic phantoms only. Not for diagnostic use.",
         "architecture": {
             "detector": "monai UNet 3D, channels 16-256, strides 2x4, 1 residual unit",
@@ -122,7 +124,7 @@ def write_metadata(args: argparse.Namespace, report: dict[str, object]) -> None:
         "training": {**previous.get("training", {}), **report},
         "thresholds": previous.get("thresholds", dataclasses.asdict(Thresholds())),
     }
-    for key in ("validation", "evaluation"):
+    for key in ("validation", "evaluation", "notes"):
         if key in previous:
             metadata[key] = previous[key]
     path.write_text(json.dumps(metadata, indent=2) + "\n")

@@ -13,7 +13,7 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from agent.config import load_settings
+from agent.config_loading import load_settings
 from agent.db.models import Base
 from agent.db.session import create_db_engine
 

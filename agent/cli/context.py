@@ -14,7 +14,8 @@ from typing import Any
 import typer
 from sqlalchemy.orm import Session
 
-from agent.config import Settings, load_settings
+from agent.config import Settings
+from agent.config_loading import load_settings
 from agent.db.session import create_db_engine, database_errors, session_factory, session_scope
 
 

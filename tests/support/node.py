@@ -19,7 +19,8 @@ import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from agent.config import Settings, load_settings
+from agent.config import Settings
+from agent.config_loading import load_settings
 from agent.db.enums import ExportState, JobState, SeriesState
 from agent.db.models import Job, Series
 from agent.db.queries import get_job

@@ -14,8 +14,8 @@ from agent.config import (
     DimseDestination,
     FolderDestination,
     Settings,
-    load_settings,
 )
+from agent.config_loading import load_settings
 from agent.errors import ConfigError
 
 

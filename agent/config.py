@@ -127,6 +127,10 @@ class DicomWebDestination(_Section):
     url: HttpUrl
     auth_token: SecretStr | None = None
 
+    def bearer_token(self) -> str | None:
+        """The token to send as `Authorization: Bearer`, unmasked; None without one."""
+        return self.auth_token.get_secret_value() if self.auth_token else None
+
 
 Destination = Annotated[
     DimseDestination | FolderDestination | DicomWebDestination, Field(discriminator="kind")

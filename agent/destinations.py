@@ -37,9 +37,8 @@ def check_destination(destination: AnyDestination, calling_ae: str) -> str:
 
 
 def _query(destination: DicomWebDestination) -> str:
-    token = destination.auth_token.get_secret_value() if destination.auth_token else None
     try:
-        return dicomweb.check(str(destination.url), token=token)
+        return dicomweb.check(str(destination.url), token=destination.bearer_token())
     except dicomweb.StowError as exc:
         raise DestinationError(str(exc)) from exc
 

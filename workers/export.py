@@ -193,9 +193,8 @@ def copy_to_folder(source: Path, target: Path) -> None:
 
 
 def _send_stow(destination: DicomWebDestination, path: Path) -> None:
-    token = destination.auth_token.get_secret_value() if destination.auth_token else None
     try:
-        dicomweb.store(str(destination.url), [path.read_bytes()], token=token)
+        dicomweb.store(str(destination.url), [path.read_bytes()], token=destination.bearer_token())
     except dicomweb.StowError as exc:
         raise ExportError(str(exc), permanent=not exc.transient) from exc
 

@@ -229,14 +229,14 @@ class Association:
         if command.field == wire.C_ECHO_RQ:
             status = int(Status.SUCCESS)
         elif command.field == wire.C_STORE_RQ and message.dataset:
-            status = self._store(command, context_id, b"".join(message.dataset))
+            status = self._store(command, context_id, message.dataset)
         else:
             status = UNRECOGNISED_OPERATION
         rsp = wire.response(command, status)
         control = wire.COMMAND_FRAGMENT | wire.LAST_FRAGMENT
         self._connection.sendall(wire.p_data_tf(context_id, control, rsp))
 
-    def _store(self, command: wire.Command, context_id: int, dataset: bytes) -> int:
+    def _store(self, command: wire.Command, context_id: int, dataset: list[memoryview]) -> int:
         raw = part10_file(
             dataset,
             sop_class_uid=command.sop_class_uid,

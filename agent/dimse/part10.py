@@ -9,6 +9,7 @@ version name, which the acceptor also sends in its A-ASSOCIATE-AC.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
 
@@ -18,12 +19,18 @@ _LONG_LENGTH_VRS = frozenset({b"OB"})
 
 
 def part10_file(
-    dataset: bytes, *, sop_class_uid: str, sop_instance_uid: str, transfer_syntax_uid: str
+    dataset: Sequence[bytes | memoryview],
+    *,
+    sop_class_uid: str,
+    sop_instance_uid: str,
+    transfer_syntax_uid: str,
 ) -> bytes:
-    """`dataset` (encoded in `transfer_syntax_uid`) as the bytes of a DICOM file."""
-    return b"".join(
-        (PREAMBLE, file_meta(sop_class_uid, sop_instance_uid, transfer_syntax_uid), dataset)
-    )
+    """The data set's fragments (encoded in `transfer_syntax_uid`) as the bytes of a DICOM file.
+
+    The fragments are joined here, behind the file meta, so a slice is copied once.
+    """
+    meta = file_meta(sop_class_uid, sop_instance_uid, transfer_syntax_uid)
+    return b"".join((PREAMBLE, meta, *dataset))
 
 
 def file_meta(sop_class_uid: str, sop_instance_uid: str, transfer_syntax_uid: str) -> bytes:

@@ -30,13 +30,14 @@ def test_file_meta_matches_pynetdicom(sop_instance_uid: str, syntax: str) -> Non
     assert ours == encode_file_meta(theirs)
 
 
-def test_a_part10_file_reads_back_with_its_data_set() -> None:
+def test_a_part10_file_reads_back_with_its_data_set_from_fragments() -> None:
     header = ct_header("1.2.3", "1.2.3.4", 7, 7.0)
     data_set = encode(header, False, True)
     assert data_set is not None
+    view = memoryview(data_set)
 
     raw = part10_file(
-        data_set,
+        [view[:100], view[100:101], view[101:]],
         sop_class_uid=CT_IMAGE_STORAGE,
         sop_instance_uid=header.SOPInstanceUID,
         transfer_syntax_uid=ExplicitVRLittleEndian,

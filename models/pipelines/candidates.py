@@ -10,13 +10,19 @@ import torch
 from scipy import ndimage
 
 from models.patches import crop
+from models.pipelines.blobs import Blob
 
 CLASSIFIER_PATCH = 32
 
 
+BLOB_LABEL = 0
+"""`Candidate.label` of a blob candidate: it has no component in the detector's label array."""
+
+
 @dataclass(frozen=True)
 class Candidate:
-    """A connected region of thresholded probability; `label` is its value in the label array."""
+    """A connected region of thresholded probability (`label`: its value in the label array),
+    or a round blob the detector missed (`label` BLOB_LABEL, `box` the cube of its radius)."""
 
     label: int
     box: tuple[slice, slice, slice]
@@ -24,6 +30,7 @@ class Candidate:
     peak: tuple[int, int, int]
     max_probability: float
     volume_mm3: float
+    radius_mm: float = 0.0  # a blob's; 0 for a detector component
 
 
 def find_candidates(
@@ -59,6 +66,34 @@ def find_candidates(
             )
         )
     return found, labels
+
+
+def blob_candidates(
+    blobs: Sequence[Blob], probability: np.ndarray, components: np.ndarray
+) -> list[Candidate]:
+    """Candidates for the blobs whose centre no detector component already covers."""
+    found = []
+    for blob in blobs:
+        if components[blob.centre]:
+            continue
+        reach = int(np.ceil(blob.radius)) + 1
+        box = tuple(
+            slice(max(c - reach, 0), min(c + reach + 1, n))
+            for c, n in zip(blob.centre, probability.shape, strict=True)
+        )
+        centre = (float(blob.centre[0]), float(blob.centre[1]), float(blob.centre[2]))
+        found.append(
+            Candidate(
+                label=BLOB_LABEL,
+                box=box,  # type: ignore[arg-type]
+                centroid=centre,
+                peak=blob.centre,
+                max_probability=float(probability[blob.centre]),
+                volume_mm3=4.0 / 3.0 * np.pi * blob.radius**3,
+                radius_mm=blob.radius,
+            )
+        )
+    return found
 
 
 def classifier_inputs(

@@ -45,6 +45,15 @@ def prepare(model: nn.Module, runtime: Runtime) -> nn.Module:
     return channels_last(model.to(runtime.device).eval())
 
 
+def autocast(runtime: Runtime) -> torch.autocast:
+    """The runtime's autocast context (a no-op without an autocast dtype)."""
+    return torch.autocast(
+        runtime.device.type,
+        dtype=runtime.autocast_dtype or torch.float32,
+        enabled=runtime.autocast_dtype is not None,
+    )
+
+
 def sliding_window_probability(
     model: nn.Module,
     image: torch.Tensor,
@@ -55,14 +64,7 @@ def sliding_window_probability(
     """Softmax probability of class 1 for a (z, y, x) scaled image; same shape, float32 on CPU."""
     batch = image[None, None].to(runtime.device).contiguous(memory_format=torch.channels_last_3d)
     roi = tuple(min(r, _ceil16(n)) for r, n in zip(roi, image.shape, strict=True))  # type: ignore[assignment]
-    with (
-        torch.inference_mode(),
-        torch.autocast(
-            runtime.device.type,
-            dtype=runtime.autocast_dtype or torch.float32,
-            enabled=runtime.autocast_dtype is not None,
-        ),
-    ):
+    with torch.inference_mode(), autocast(runtime):
         logits = sliding_window_inference(
             batch, roi_size=roi, sw_batch_size=1, predictor=model, overlap=overlap, mode="gaussian"
         )

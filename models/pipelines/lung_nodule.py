@@ -1,8 +1,10 @@
-"""The reference lung-nodule pipeline: lung mask, U-Net detector, candidate classifier, lesions.
+"""The reference lung-nodule pipeline: lung mask, U-Net detector and blob filter, candidate
+classifier, lesions.
 
 run(volume): orient -> coarse lung mask -> crop to the lungs -> resample to the working grid ->
-sliding-window U-Net -> candidates (threshold, size, inside the lungs) -> classifier confidence ->
-probability mapped back onto the original grid per lesion -> measurements.
+sliding-window U-Net -> candidates (threshold, size, inside the lungs) plus round blobs the U-Net
+missed -> classifier confidence -> each kept one drawn on the original grid (the U-Net's
+probability, or a blob's half-maximum outline) -> measurements.
 """
 
 from __future__ import annotations
@@ -15,13 +17,28 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
+from torch import nn
 
 from models.findings import ABNORMAL_STRUCTURE, LUNG, NODULE, Findings, SegmentDescription
 from models.lesions import measure
 from models.lungmask import lung_mask
 from models.orientation import canonical_flips
-from models.pipelines.candidates import Candidate, classifier_inputs, find_candidates
-from models.pipelines.inference import Runtime, pick_runtime, prepare, sliding_window_probability
+from models.pipelines.blobs import find_blobs
+from models.pipelines.candidates import (
+    BLOB_LABEL,
+    Candidate,
+    blob_candidates,
+    classifier_inputs,
+    find_candidates,
+)
+from models.pipelines.half_maximum import half_maximum_mask
+from models.pipelines.inference import (
+    Runtime,
+    autocast,
+    pick_runtime,
+    prepare,
+    sliding_window_probability,
+)
 from models.preprocess import resample, to_working_grid
 from models.reference import WEIGHTS_DIR
 from models.reference.network import (
@@ -41,7 +58,8 @@ CROP_MARGIN_MM = 10.0
 class Thresholds:
     detector: float = 0.5
     min_volume_mm3: float = 6.0
-    classifier: float = 0.5
+    classifier: float = 0.5  # for detector candidates
+    blob_classifier: float = 1.0  # for blob candidates; 1.0 keeps none
 
 
 @dataclass(frozen=True)
@@ -55,7 +73,10 @@ class WorkingView:
 
 class LungNodulePipeline:
     name = "lung-nodule-reference"
-    description = "Reference 3D U-Net + candidate classifier trained on synthetic chest CT phantoms"
+    description = (
+        "Reference 3D U-Net and blob filter + candidate classifier, trained on synthetic chest CT"
+        " phantoms"
+    )
 
     def __init__(self, weights_dir: Path = WEIGHTS_DIR, runtime: Runtime | None = None) -> None:
         metadata = json.loads((weights_dir / "reference.json").read_text())
@@ -65,12 +86,13 @@ class LungNodulePipeline:
         self.detector = prepare(
             load_weights(build_detector(), weights_dir / "detector.pt"), self.runtime
         )
-        classifier_path = weights_dir / "classifier.pt"
-        self.classifier = (
-            prepare(load_weights(CandidateClassifier(), classifier_path), self.runtime)
-            if classifier_path.exists()
-            else None
-        )
+        self.classifier = self._optional_classifier(weights_dir / "classifier.pt")
+        self.blob_classifier = self._optional_classifier(weights_dir / "blob_classifier.pt")
+
+    def _optional_classifier(self, path: Path) -> nn.Module | None:
+        if not path.exists():
+            return None
+        return prepare(load_weights(CandidateClassifier(), path), self.runtime)
 
     def run(self, volume: Volume) -> Findings:
         flips = canonical_flips(volume)
@@ -80,20 +102,27 @@ class LungNodulePipeline:
         confidences: dict[int, float] = {}
         if view is not None:
             probability = sliding_window_probability(self.detector, view.image, self.runtime)
-            candidates, _ = find_candidates(
+            candidates, components = find_candidates(
                 probability.numpy(),
                 view.lungs,
                 WORKING_SPACING,
                 self.thresholds.detector,
                 self.thresholds.min_volume_mm3,
             )
-            scores = self.score(view.image, probability, candidates)
-            kept = [
-                (c, s)
-                for c, s in zip(candidates, scores, strict=True)
-                if s >= self.thresholds.classifier
-            ]
-            confidences = paint_lesions(lesion_map, view.box, probability, kept)
+            kept = self.keep(
+                view.image, probability, candidates, self.classifier, self.thresholds.classifier
+            )
+            if self.blob_classifier is not None:
+                blobs = find_blobs(view.image.numpy(), view.lungs)
+                small = blob_candidates(blobs, probability.numpy(), components)
+                kept += self.keep(
+                    view.image,
+                    probability,
+                    small,
+                    self.blob_classifier,
+                    self.thresholds.blob_classifier,
+                )
+            confidences = paint_lesions(lesion_map, view, probability, kept, hu, volume.spacing)
         lesion_map = np.ascontiguousarray(flips.undo(lesion_map))
         lesions = measure(volume, lesion_map, confidences)
         return Findings(
@@ -109,15 +138,32 @@ class LungNodulePipeline:
             },
         )
 
+    def keep(
+        self,
+        image: torch.Tensor,
+        probability: torch.Tensor,
+        candidates: list[Candidate],
+        classifier: nn.Module | None,
+        threshold: float,
+    ) -> list[tuple[Candidate, float]]:
+        """The candidates whose confidence reaches `threshold`, with their confidence."""
+        scores = self.score(image, probability, candidates, classifier)
+        return [(c, s) for c, s in zip(candidates, scores, strict=True) if s >= threshold]
+
     def score(
-        self, image: torch.Tensor, probability: torch.Tensor, candidates: list[Candidate]
+        self,
+        image: torch.Tensor,
+        probability: torch.Tensor,
+        candidates: list[Candidate],
+        classifier: nn.Module | None,
     ) -> list[float]:
         """Classifier confidence per candidate, or the detector's peak probability without one."""
-        if self.classifier is None or not candidates:
+        if classifier is None or not candidates:
             return [c.max_probability for c in candidates]
         inputs = classifier_inputs(image, probability, candidates).to(self.runtime.device)
-        with torch.inference_mode():
-            logits = self.classifier(inputs.float())
+        inputs = inputs.float().contiguous(memory_format=torch.channels_last_3d)
+        with torch.inference_mode(), autocast(self.runtime):
+            logits = classifier(inputs)
         return [float(v) for v in torch.sigmoid(logits.float()).cpu()]
 
 
@@ -143,15 +189,25 @@ def working_view(hu: np.ndarray, spacing: tuple[float, float, float]) -> Working
 
 def paint_lesions(
     lesion_map: np.ndarray,
-    box: tuple[slice, slice, slice],
+    view: WorkingView,
     probability: torch.Tensor,
     kept: list[tuple[Candidate, float]],
+    hu: np.ndarray,
+    spacing: tuple[float, float, float],
 ) -> dict[int, float]:
-    """Write each kept candidate, resampled onto the original grid, into `lesion_map`."""
+    """Write each kept candidate, on the original grid, into `lesion_map`: a detector
+    component as its resampled probability, a blob by its half-maximum outline."""
+    box = view.box
     crop_shape = tuple(part.stop - part.start for part in box)
     confidences: dict[int, float] = {}
     for candidate, confidence in sorted(kept, key=lambda item: -item[0].max_probability):
-        native_box, mask = _native_mask(probability, crop_shape, candidate)
+        native_box: tuple[slice, ...]
+        if candidate.label == BLOB_LABEL:
+            ratio = [n / w for n, w in zip(crop_shape, probability.shape, strict=True)]
+            centre = [(c + 0.5) * r - 0.5 for c, r in zip(candidate.centroid, ratio, strict=True)]
+            native_box, mask = half_maximum_mask(hu[box], centre, candidate.radius_mm, spacing)
+        else:
+            native_box, mask = _native_mask(probability, crop_shape, candidate)
         if not mask.any():
             continue
         index = len(confidences) + 1

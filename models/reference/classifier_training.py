@@ -9,7 +9,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.pipelines.candidates import classifier_inputs, find_candidates
+from models.pipelines.blobs import find_blobs
+from models.pipelines.candidates import (
+    BLOB_LABEL,
+    Candidate,
+    blob_candidates,
+    classifier_inputs,
+    find_candidates,
+)
 from models.pipelines.inference import Runtime, sliding_window_probability
 from models.reference.network import WORKING_SPACING, CandidateClassifier
 from models.reference.samples import on_working_grid, training_phantom
@@ -19,8 +26,11 @@ MINING_THRESHOLD = 0.3
 MINING_MIN_VOLUME_MM3 = 3.0
 
 
-def mine(detector: nn.Module, seeds: range, runtime: Runtime) -> tuple[torch.Tensor, torch.Tensor]:
-    """Classifier inputs and labels (1 = overlaps a true nodule) for every detector candidate."""
+def mine(
+    detector: nn.Module, seeds: range, runtime: Runtime, with_blobs: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Classifier inputs and labels (1 = a true nodule) for every detector candidate, and with
+    `with_blobs` every blob candidate too."""
     inputs, labels = [], []
     for count, seed in enumerate(seeds, start=1):
         sample = on_working_grid(training_phantom(seed))
@@ -33,14 +43,27 @@ def mine(detector: nn.Module, seeds: range, runtime: Runtime) -> tuple[torch.Ten
             MINING_THRESHOLD,
             MINING_MIN_VOLUME_MM3,
         )
+        if with_blobs:
+            candidates += blob_candidates(
+                find_blobs(sample.image.numpy(), lungs.numpy()), probability.numpy(), components
+            )
         target = sample.target.numpy() > 0
-        labels += [float(target[c.box][components[c.box] == c.label].any()) for c in candidates]
+        labels += [is_nodule(c, target, components) for c in candidates]
         inputs.append(classifier_inputs(sample.image, probability, candidates))
         if count % 20 == 0:
             log.info(
                 "mined %d phantoms, %d candidates, %d true", count, len(labels), int(sum(labels))
             )
     return torch.cat(inputs), torch.tensor(labels)
+
+
+def is_nodule(candidate: Candidate, target: np.ndarray, components: np.ndarray) -> float:
+    """1.0 if a detector component overlaps a nodule, or a blob's centre region touches one."""
+    if candidate.label != BLOB_LABEL:
+        return float(target[candidate.box][components[candidate.box] == candidate.label].any())
+    reach = max(1, round(candidate.radius_mm / 2))
+    region = tuple(slice(max(c - reach, 0), c + reach + 1) for c in candidate.peak)
+    return float(target[region].any())
 
 
 def augment(batch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:

@@ -2,7 +2,9 @@
 
 Stage 1 trains the U-Net detector on random 64 mm patches of freshly generated phantom slabs
 (positive-biased sampling, Dice + cross-entropy). Stage 2 mines the trained detector's candidates
-on further phantoms and trains the candidate classifier that rejects false positives.
+on further phantoms and trains the candidate classifier that rejects false positives. The
+blob-classifier stage mines the same phantoms for detector and blob candidates
+(`models.pipelines.blobs`) and trains the classifier that judges the blobs.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from models.reference.samples import TRAINING_SEED_LIMIT, patches
 
 log = logging.getLogger(__name__)
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-RECIPE_VERSION = "0.2.0"
+RECIPE_VERSION = "0.3.0"
 """Raised when the training recipe changes; the seed is appended."""
 
 
@@ -92,14 +94,19 @@ def train_detector(seed: int, steps: int, batch: int, scratch: Path) -> dict[str
     }
 
 
-def run_classifier_stage(seed: int, phantoms: int, steps: int) -> dict[str, object]:
+def run_classifier_stage(
+    seed: int, phantoms: int, steps: int, with_blobs: bool
+) -> dict[str, object]:
+    """Stage 2: the detector candidates' classifier (`classifier.pt`), or with `with_blobs`
+    the blob candidates' (`blob_classifier.pt`, trained on both kinds of candidate)."""
     detector = load_weights(build_detector(), WEIGHTS_DIR / "detector.pt")
     first = (seed * 10_000 + 5_000) % TRAINING_SEED_LIMIT
-    inputs, labels = mine(
-        prepare(detector, pick_runtime()), range(first, first + phantoms), pick_runtime()
-    )
+    runtime = pick_runtime()
+    seeds = range(first, first + phantoms)
+    inputs, labels = mine(prepare(detector, runtime), seeds, runtime, with_blobs)
     model, report = train_classifier(inputs, labels, steps, seed)
-    save_weights(model.state_dict(), WEIGHTS_DIR / "classifier.pt")
+    name = "blob_classifier.pt" if with_blobs else "classifier.pt"
+    save_weights(model.state_dict(), WEIGHTS_DIR / name)
     return {**report, "generator_version": GENERATOR_VERSION}
 
 
@@ -114,6 +121,8 @@ def write_metadata(args: argparse.Namespace, report: dict[str, object]) -> None:
         "architecture": {
             "detector": "monai UNet 3D, channels 16-256, strides 2x4, 1 residual unit",
             "classifier": "CandidateClassifier: 3 conv blocks on a 2-channel 32^3 cube",
+            "blob_classifier": "CandidateClassifier, trained on detector and blob candidates",
+            "blob_filter": "multi-scale LoG peaks (sigma 1-3.2 mm) with negative Hessian",
         },
         "preprocessing": {
             "working_spacing_mm": list(WORKING_SPACING),
@@ -137,8 +146,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--classifier-phantoms", type=int, default=160)
     parser.add_argument("--classifier-steps", type=int, default=2000)
+    parser.add_argument("--blob-classifier-steps", type=int, default=3000)
     parser.add_argument("--scratch", type=Path, default=Path("scratch/train"))
-    parser.add_argument("--stage", choices=["all", "detector", "classifier"], default="all")
+    parser.add_argument(
+        "--stage", choices=["all", "detector", "classifier", "blob-classifier"], default="all"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(2)
@@ -151,10 +163,15 @@ def main() -> None:
         report["detector_steps"] = args.detector_steps
     if args.stage in ("all", "classifier"):
         report["classifier"] = run_classifier_stage(
-            args.seed, args.classifier_phantoms, args.classifier_steps
+            args.seed, args.classifier_phantoms, args.classifier_steps, with_blobs=False
         )
         report["classifier_phantoms"] = args.classifier_phantoms
         report["classifier_steps"] = args.classifier_steps
+    if args.stage in ("all", "blob-classifier"):
+        report["blob_classifier"] = run_classifier_stage(
+            args.seed, args.classifier_phantoms, args.blob_classifier_steps, with_blobs=True
+        )
+        report["blob_classifier_steps"] = args.blob_classifier_steps
     (args.scratch / f"train-{args.stage}.json").write_text(json.dumps(report, indent=2))
     write_metadata(args, report)
 

@@ -1,0 +1,90 @@
+"""Blob candidates and their half-maximum outline, on analytic spheres and tubes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.pipelines.blobs import find_blobs
+from models.pipelines.half_maximum import half_maximum_mask
+from models.preprocess import HU_RANGE
+
+LUNG_HU, NODULE_HU = -850.0, 30.0
+
+
+def _scaled(hu: np.ndarray) -> np.ndarray:
+    low, high = HU_RANGE
+    return ((np.clip(hu, low, high) - low) / (high - low)).astype(np.float32)
+
+
+def _partial_volume_sphere(
+    shape: tuple[int, int, int],
+    spacing: tuple[float, float, float],
+    centre_mm: np.ndarray,
+    radius: float,
+    supersample: int = 4,
+) -> tuple[np.ndarray, np.ndarray]:
+    """HU with each voxel's nodule fraction, and the voxels whose centre is inside."""
+    offsets = (np.arange(supersample) + 0.5) / supersample - 0.5
+    fraction = np.zeros(shape)
+    axes = [np.arange(n) * s for n, s in zip(shape, spacing, strict=True)]
+    for dz in offsets:
+        for dy in offsets:
+            for dx in offsets:
+                z, y, x = np.meshgrid(
+                    axes[0] + dz * spacing[0],
+                    axes[1] + dy * spacing[1],
+                    axes[2] + dx * spacing[2],
+                    indexing="ij",
+                )
+                fraction += (
+                    (z - centre_mm[0]) ** 2 + (y - centre_mm[1]) ** 2 + (x - centre_mm[2]) ** 2
+                ) <= radius**2
+    fraction /= supersample**3
+    z, y, x = np.meshgrid(*axes, indexing="ij")
+    inside = ((z - centre_mm[0]) ** 2 + (y - centre_mm[1]) ** 2 + (x - centre_mm[2]) ** 2) <= (
+        radius**2
+    )
+    return LUNG_HU + (NODULE_HU - LUNG_HU) * fraction, inside
+
+
+@pytest.mark.parametrize("diameter", [3.5, 5.0, 8.0])
+def test_a_small_sphere_is_a_blob_at_its_centre(diameter: float) -> None:
+    centre = np.array([24.2, 25.6, 23.9])
+    hu, _ = _partial_volume_sphere((48, 48, 48), (1.0, 1.0, 1.0), centre, diameter / 2)
+
+    blobs = find_blobs(_scaled(hu), np.ones(hu.shape, dtype=bool))
+
+    assert len(blobs) == 1
+    (blob,) = blobs
+    assert np.linalg.norm(np.array(blob.centre) - centre) <= 1.5
+    assert blob.radius == pytest.approx(diameter / 2, rel=0.6)
+
+
+def test_a_vessel_is_no_blob_and_nothing_outside_the_lungs_is() -> None:
+    _, y, x = np.meshgrid(*[np.arange(48.0)] * 3, indexing="ij")
+    tube = np.where((y - 24) ** 2 + (x - 20) ** 2 <= 2.5**2, NODULE_HU, LUNG_HU)
+    sphere, _ = _partial_volume_sphere((48, 48, 48), (1.0, 1.0, 1.0), np.array([24, 24, 36]), 3)
+    image = _scaled(np.maximum(tube, sphere))
+    outside = np.zeros(image.shape, dtype=bool)
+    outside[:, :, :30] = True  # the lungs: the tube's side, not the sphere's
+
+    assert find_blobs(image, outside) == []
+    assert len(find_blobs(image, np.ones(image.shape, dtype=bool))) == 1
+
+
+@pytest.mark.parametrize("diameter", [4.0, 6.0, 10.0])
+@pytest.mark.parametrize("spacing", [(1.0, 0.7, 0.7), (2.5, 0.8, 0.8)])
+def test_the_half_maximum_outline_matches_a_partial_volume_sphere(
+    diameter: float, spacing: tuple[float, float, float]
+) -> None:
+    centre = np.array([20.3, 21.1, 19.7])
+    shape = tuple(int(40 / s) for s in spacing)
+    hu, inside = _partial_volume_sphere(shape, spacing, centre, diameter / 2)  # type: ignore[arg-type]
+
+    box, mask = half_maximum_mask(hu, centre / np.array(spacing), diameter / 2, spacing)
+
+    outline = np.zeros(hu.shape, dtype=bool)
+    outline[box] = mask
+    dice = 2 * (outline & inside).sum() / (outline.sum() + inside.sum())
+    assert dice >= 0.8

@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.ingest [--associations 4] [--rounds 3] [--processes N]
                                      [--database sqlite|postgresql] [--with-pynetdicom]
+                                     [--with-spool]
 
 The study: a 300-slice 512 x 512 CT (0.7 mm pixels, 1 mm slices, two nodules), written once
 and cached under scratch/bench/ingest/. Each round sends it to each receiver with
@@ -17,7 +18,11 @@ median round. The receivers:
   default) on a fresh spool and job database each round (embedded SQLite, or a throwaway
   PostgreSQL database). It answers Success only once the file and its name are fsynced;
 - with `--with-pynetdicom`, for reference: pynetdicom out of the box in one process,
-  answering Success to every C-STORE without writing anything.
+  answering Success to every C-STORE without writing anything;
+- with `--with-spool`, for reference: no network and no DICOM at all, `--associations`
+  threads of this process writing the study's files through `Spool.store` (the node's
+  durable write: tmp file, fsync, rename, directory fsync). What the disk allows any
+  receiver that acknowledges only durable instances.
 
 Every round checks that storescp and the node got every file (and the node indexed each
 once). Prints images/s for each, the ratio node/storescp and the CPU milliseconds per image
@@ -38,6 +43,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -49,6 +55,7 @@ from sqlalchemy import func, select
 from agent.config import Settings
 from agent.db.models import Instance
 from agent.db.session import create_db_engine, session_factory, session_scope
+from agent.spool import Spool
 from models.reference.phantom import Geometry
 from tests.support.databases import throwaway_postgres
 from tests.support.node import free_port, running_node
@@ -217,6 +224,26 @@ def node_round(
     return measured
 
 
+def spool_round(files: list[Path], associations: int, run_dir: Path) -> Round:
+    """Store the files' bytes (read beforehand) durably from `associations` threads."""
+    spool = Spool(run_dir / "spool-only")
+    contents = [(f"1.2.{i}", path.read_bytes()) for i, path in enumerate(files)]
+    shares = [contents[i::associations] for i in range(associations)]
+
+    def store(share: list[tuple[str, bytes]]) -> None:
+        for uid, raw in share:
+            spool.store(raw, study_uid="1.2", series_uid="1.2.1", sop_uid=uid)
+
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(associations) as pool:
+        list(pool.map(store, shares))
+    seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return Round(seconds, sender_cpu=0.0, receiver_cpu=[cpu])
+
+
 def check_indexed(database_url: str, spool: Path, expected: int) -> None:
     engine = create_db_engine(database_url)
     try:
@@ -255,9 +282,12 @@ def main() -> None:
     parser.add_argument(
         "--with-pynetdicom", action="store_true", help="also time a bare pynetdicom SCP"
     )
+    parser.add_argument(
+        "--with-spool", action="store_true", help="also time durable writes alone (no DICOM)"
+    )
     args = parser.parse_args()
     files = study_files()
-    rounds: dict[str, list[Round]] = {"storescp": [], "node": [], "pynetdicom": []}
+    rounds: dict[str, list[Round]] = {"storescp": [], "node": [], "pynetdicom": [], "spool": []}
     for round_number in range(args.rounds):
         run_dir = RUN_DIR / f"round{round_number}"
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -267,6 +297,8 @@ def main() -> None:
         )
         if args.with_pynetdicom:
             rounds["pynetdicom"].append(bare_pynetdicom_round(files, args.associations))
+        if args.with_spool:
+            rounds["spool"].append(spool_round(files, args.associations, run_dir))
         shutil.rmtree(run_dir)
     report(args, len(files), rounds)
 
@@ -287,6 +319,8 @@ def report(args: argparse.Namespace, images: int, rounds: dict[str, list[Round]]
     }
     if rounds["pynetdicom"]:
         result["bare_pynetdicom"] = summary(images, rounds["pynetdicom"])
+    if rounds["spool"]:
+        result["spool_only"] = summary(images, rounds["spool"])
     dcmtk_rate = result["storescp"]["images_per_s"]
     result["ratio"] = result["node"]["images_per_s"] / dcmtk_rate
     OUTPUT.write_text(json.dumps(result, indent=2))
@@ -295,6 +329,7 @@ def report(args: argparse.Namespace, images: int, rounds: dict[str, list[Round]]
         ("storescp", "storescp"),
         ("node", f"node ({processes} receiver processes, {args.database})"),
         ("bare_pynetdicom", "bare pynetdicom (1 process, no writing)"),
+        ("spool_only", f"durable writes alone ({args.associations} threads, no DICOM)"),
     ):
         if name in result:
             print(line(label, result[name], dcmtk_rate))
@@ -304,8 +339,10 @@ def report(args: argparse.Namespace, images: int, rounds: dict[str, list[Round]]
 def line(label: str, rate: dict[str, Any], dcmtk_rate: float) -> str:
     text = (
         f"{label}: {rate['images_per_s']:.1f} images/s ({rate['images_per_s'] / dcmtk_rate:.2f}"
-        f" of storescp); storescu CPU {rate['sender_cpu_ms_per_image']:.2f} ms/image"
+        " of storescp)"
     )
+    if rate["sender_cpu_ms_per_image"]:
+        text += f"; storescu CPU {rate['sender_cpu_ms_per_image']:.2f} ms/image"
     if "receiver_cpu_ms_per_image" in rate:
         text += f", receiver CPU {rate['receiver_cpu_ms_per_image']:.2f} ms/image"
     return text

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.pipelines.blobs import find_blobs
+from models.pipelines.blobs import Blob, find_blobs
+from models.pipelines.candidates import BLOB_LABEL, blob_candidates
 from models.pipelines.half_maximum import half_maximum_mask
 from models.preprocess import HU_RANGE
+from models.reference.classifier_training import is_nodule
 
 LUNG_HU, NODULE_HU = -850.0, 30.0
 
@@ -88,3 +90,36 @@ def test_the_half_maximum_outline_matches_a_partial_volume_sphere(
     outline[box] = mask
     dice = 2 * (outline & inside).sum() / (outline.sum() + inside.sum())
     assert dice >= 0.8
+
+
+def test_blobs_the_detector_already_covers_are_no_new_candidates() -> None:
+    probability = np.zeros((20, 20, 20), dtype=np.float32)
+    components = np.zeros(probability.shape, dtype=np.int32)
+    components[4:8, 4:8, 4:8] = 1
+    probability[15, 5, 5] = 0.2
+    covered = Blob((5, 5, 5), 1.0, 0.3, 0.1)
+    missed = Blob((15, 5, 5), 1.5, 0.3, 0.1)
+
+    (candidate,) = blob_candidates([covered, missed], probability, components)
+
+    assert candidate.label == BLOB_LABEL
+    assert candidate.peak == (15, 5, 5)
+    assert candidate.max_probability == pytest.approx(0.2)
+    assert candidate.radius_mm == pytest.approx(missed.radius)
+    assert all(
+        part.start <= c < part.stop for part, c in zip(candidate.box, (15, 5, 5), strict=True)
+    )
+
+
+def test_a_blob_is_a_true_nodule_when_a_nodule_voxel_is_near_its_centre() -> None:
+    target = np.zeros((20, 20, 20), dtype=bool)
+    target[10, 10, 12] = True
+    components = np.zeros(target.shape, dtype=np.int32)
+    near, far = Blob((10, 10, 10), 2.0, 0.3, 0.1), Blob((10, 10, 4), 2.0, 0.3, 0.1)
+
+    probability = np.zeros(target.shape, dtype=np.float32)
+    candidates = blob_candidates([near, far], probability, components)
+
+    labels = [is_nodule(candidate, target, components) for candidate in candidates]
+
+    assert labels == [1.0, 0.0]

@@ -68,7 +68,7 @@ def _blobs_at(image: np.ndarray, lungs: np.ndarray, sigma_mm: float, step: int) 
     sigma = sigma_mm / step
     smooth = ndimage.gaussian_filter(image, sigma, mode="nearest", truncate=3.0)
     response = -(sigma**2) * laplacian(smooth)
-    peaks = (response > LOG_THRESHOLD) & lungs[: response.shape[0], : response.shape[1]]
+    peaks = (response > LOG_THRESHOLD) & lungs
     peaks &= response == ndimage.maximum_filter(response, size=PEAK_WINDOW)
     points = np.argwhere(peaks)
     roundness = sigma**2 * weakest_curvature(smooth, points)

@@ -122,7 +122,7 @@ class LungNodulePipeline:
                     self.blob_classifier,
                     self.thresholds.blob_classifier,
                 )
-            confidences = paint_lesions(lesion_map, view, probability, kept, hu, volume.spacing)
+            confidences = paint_lesions(lesion_map, view.box, probability, kept, hu, volume.spacing)
         lesion_map = np.ascontiguousarray(flips.undo(lesion_map))
         lesions = measure(volume, lesion_map, confidences)
         return Findings(
@@ -189,7 +189,7 @@ def working_view(hu: np.ndarray, spacing: tuple[float, float, float]) -> Working
 
 def paint_lesions(
     lesion_map: np.ndarray,
-    view: WorkingView,
+    box: tuple[slice, slice, slice],
     probability: torch.Tensor,
     kept: list[tuple[Candidate, float]],
     hu: np.ndarray,
@@ -197,7 +197,6 @@ def paint_lesions(
 ) -> dict[int, float]:
     """Write each kept candidate, on the original grid, into `lesion_map`: a detector
     component as its resampled probability, a blob by its half-maximum outline."""
-    box = view.box
     crop_shape = tuple(part.stop - part.start for part in box)
     confidences: dict[int, float] = {}
     for candidate, confidence in sorted(kept, key=lambda item: -item[0].max_probability):

@@ -7,9 +7,9 @@ Layout under the spool root:
 - `quarantine/<UTC time>-<random>.dcm` with `<same name>.reason.json` beside it;
 - `tmp/`: files being written; renamed into place once their bytes and directory are on disk.
 
-Raw UIDs never become file names. Every write goes to `tmp/` on the same filesystem, is
-fsynced, renamed atomically and the directory fsynced, so a file that exists under
-`instances/` or `quarantine/` is complete.
+Raw UIDs never become file names. Every write goes to `tmp/` on the same filesystem (around
+the page cache where it can: `agent.direct_write`), is fsynced, renamed atomically and the
+directory fsynced, so a file that exists under `instances/` or `quarantine/` is complete.
 
 `store` does all of that for one file. Receivers that write many files at once split it:
 `stage` (write to `tmp/` and fsync, in parallel), then `place` each file (rename) and
@@ -41,6 +41,7 @@ from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from agent.direct_write import write_all, write_new_file
 from agent.errors import SpoolError, SpoolFullError
 
 LOGGER = logging.getLogger(__name__)
@@ -163,8 +164,9 @@ class Spool:
         with self._disk_errors():
             try:
                 outcome = self._place(staged.temp, target, staged.sha256, staged.size_bytes)
-            finally:
+            except BaseException:
                 staged.temp.unlink(missing_ok=True)
+                raise
         if outcome is StoreOutcome.REPLACED and relative_path.startswith(INSTANCES_DIR):
             LOGGER.warning("replaced %s: same SOP Instance UID, different bytes", relative_path)
         return StoredFile(target, relative_path, staged.sha256, staged.size_bytes, outcome)
@@ -230,15 +232,18 @@ class Spool:
 
     def _write_temp(self, raw: bytes | BinaryIO) -> tuple[Path, str, int]:
         """Write `raw` to a new fsynced file under `tmp/`; return its path, SHA-256 and size."""
+        if isinstance(raw, bytes):
+            path = write_new_file(self._tmp, ".part", raw)
+            return path, hashlib.sha256(raw).hexdigest(), len(raw)
         fd, name = tempfile.mkstemp(dir=self._tmp, suffix=".part")
         try:
-            with os.fdopen(fd, "wb") as out:
-                digest, size = _copy(raw, out)
-                out.flush()
-                os.fsync(out.fileno())
+            digest, size = _copy(raw, fd)
+            os.fsync(fd)
         except BaseException:
             os.unlink(name)
             raise
+        finally:
+            os.close(fd)
         return Path(name), digest, size
 
     def _write_new(self, raw: bytes | BinaryIO, target: Path) -> tuple[str, int]:
@@ -255,10 +260,14 @@ class Spool:
         outcome = StoreOutcome.NEW
         if target.exists():
             if target.stat().st_size == size and _file_sha256(target) == sha256:
+                temp.unlink()
                 return StoreOutcome.DUPLICATE
             outcome = StoreOutcome.REPLACED
-        self._make_dirs(target.parent)
-        os.replace(temp, target)
+        try:
+            os.replace(temp, target)
+        except FileNotFoundError:  # the series' first file: its directories do not exist yet
+            self._make_dirs(target.parent)
+            os.replace(temp, target)
         return outcome
 
     def _make_dirs(self, directory: Path) -> None:
@@ -282,15 +291,12 @@ class Spool:
             raise SpoolError(f"cannot write to the spool at {self.root}: {exc}") from exc
 
 
-def _copy(raw: bytes | BinaryIO, out: BinaryIO) -> tuple[str, int]:
-    """Write `raw` to `out`, hashing as it goes; return the SHA-256 hex digest and size."""
-    if isinstance(raw, bytes):
-        out.write(raw)
-        return hashlib.sha256(raw).hexdigest(), len(raw)
+def _copy(raw: BinaryIO, fd: int) -> tuple[str, int]:
+    """Write a stream to `fd`, hashing as it goes; return the SHA-256 hex digest and size."""
     digest = hashlib.sha256()
     size = 0
     while chunk := raw.read(_CHUNK_BYTES):
-        out.write(chunk)
+        write_all(fd, chunk)
         digest.update(chunk)
         size += len(chunk)
     return digest.hexdigest(), size

@@ -24,6 +24,16 @@ median round. The receivers:
   durable write: tmp file, fsync, rename, directory fsync). What the disk allows any
   receiver that acknowledges only durable instances.
 
+Rounds write under scratch/bench/ingest-run/ and nothing there is
+deleted until the last round is done. On ext4 without a journal (this VM's root filesystem)
+a new inode skips every inode deleted in the last minute (up to five), a buffer lookup each
+(`recently_deleted` in fs/ext4/ialloc.c), so deleting a round's ~900 files just before the
+next round made every file created then cost more kernel CPU: the node (which creates each
+file in one shared `tmp/` directory) measured 459 images/s at 3.1 ms of receiver CPU per
+image right after such a deletion and 622 at 2.1 ms a minute later (`perf` put ~25 % of the
+receivers' samples in that scan). A node in service does not delete files by the thousand
+just before a study arrives. Run the bench a few minutes after anything deleted many files.
+
 Every round checks that storescp and the node got every file (and the node indexed each
 once). Prints images/s for each, the ratio node/storescp and the CPU milliseconds per image
 the senders and receivers used; writes scratch/bench/ingest.json.
@@ -288,18 +298,20 @@ def main() -> None:
     args = parser.parse_args()
     files = study_files()
     rounds: dict[str, list[Round]] = {"storescp": [], "node": [], "pynetdicom": [], "spool": []}
-    for round_number in range(args.rounds):
-        run_dir = RUN_DIR / f"round{round_number}"
-        shutil.rmtree(run_dir, ignore_errors=True)
-        rounds["storescp"].append(storescp_round(files, args.associations, run_dir))
-        rounds["node"].append(
-            node_round(files, args.associations, run_dir, args.database, args.processes)
-        )
-        if args.with_pynetdicom:
-            rounds["pynetdicom"].append(bare_pynetdicom_round(files, args.associations))
-        if args.with_spool:
-            rounds["spool"].append(spool_round(files, args.associations, run_dir))
-        shutil.rmtree(run_dir)
+    shutil.rmtree(RUN_DIR, ignore_errors=True)  # left by an interrupted run
+    try:
+        for round_number in range(args.rounds):
+            run_dir = RUN_DIR / f"round{round_number}"  # kept until the end: see the docstring
+            rounds["storescp"].append(storescp_round(files, args.associations, run_dir))
+            rounds["node"].append(
+                node_round(files, args.associations, run_dir, args.database, args.processes)
+            )
+            if args.with_pynetdicom:
+                rounds["pynetdicom"].append(bare_pynetdicom_round(files, args.associations))
+            if args.with_spool:
+                rounds["spool"].append(spool_round(files, args.associations, run_dir))
+    finally:
+        shutil.rmtree(RUN_DIR, ignore_errors=True)
     report(args, len(files), rounds)
 
 

@@ -90,7 +90,7 @@ class Association:
         self._tally = _Tally()
 
     def serve(self) -> None:
-        self._connection.settimeout(self._policy.network_timeout)
+        wire.set_timeout(self._connection, self._policy.network_timeout)
         try:
             if self._negotiate():
                 self._serve_messages()

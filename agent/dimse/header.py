@@ -1,10 +1,11 @@
 """The identifying and routing tags of a received instance, read cheaply.
 
-Receivers read the header of every instance, so this keeps pydicom's work small: only the
-tags named here are kept, parsing stops after the last of them (the rest of a header can be
-long), and their values are decoded straight from the raw bytes (UIDs and numbers as ASCII,
-text in the data set's Specific Character Set) rather than converted to typed values one
-`Dataset.get` at a time, which costs more than the parsing.
+Receivers read the header of every instance, so this keeps the work small: the raw values of
+the tags named here are found by walking the bytes (`agent.dimse.header_scan`), or, for the
+files that walk does not take on, by pydicom told to keep only these tags and to stop after
+the last of them. Either way the values are decoded straight from the raw bytes (UIDs and
+numbers as ASCII, text in the data set's Specific Character Set) rather than converted to
+typed values one `Dataset.get` at a time, which costs more than the parsing.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from dataclasses import dataclass
 from io import BytesIO
 
 from pydicom.charset import convert_encodings, decode_bytes
-from pydicom.dataset import Dataset
 from pydicom.filereader import read_partial
+from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag, Tag
 from pydicom.valuerep import PN_DELIMS, TEXT_VR_DELIMS
 
+from agent.dimse.header_scan import scan
 from agent.errors import SopClassMismatchError, UnparsableInstanceError
 
 LOGGER = logging.getLogger(__name__)
@@ -37,7 +39,14 @@ _TEXTS = (
 _TAGS = {keyword: Tag(keyword) for keyword in (*_REQUIRED_UIDS, *_TEXTS)}
 _LAST_TAG = max(_TAGS.values())
 _CHARSET = Tag("SpecificCharacterSet")
+_WANTED = frozenset({*_TAGS.values(), _CHARSET})
+_TRANSFER_SYNTAX = Tag("TransferSyntaxUID")
+_ANNOUNCED_CLASS = Tag("MediaStorageSOPClassUID")
+_ANNOUNCED_INSTANCE = Tag("MediaStorageSOPInstanceUID")
 _PERSON_NAMES = frozenset({"PatientName"})
+
+Values = dict[int, bytes | str]
+"""Element values by tag: raw bytes as stored, or text where pydicom already decoded them."""
 
 
 @dataclass(frozen=True)
@@ -62,25 +71,49 @@ class InstanceHeader:
 def read_header(raw: bytes) -> InstanceHeader:
     """Read the header tags of a Part 10 file, parsing no further than the last of them.
 
-    Raises `UnparsableInstanceError` when pydicom cannot read it, a UID is missing, or the
+    Raises `UnparsableInstanceError` when the file cannot be read, a UID is missing, or the
     dataset's UIDs differ from those announced in the file meta (the C-STORE request's).
     """
+    return header_from(*(read_with_walk(raw) or read_with_pydicom(raw)))
+
+
+def read_with_walk(raw: bytes) -> tuple[Values, Values] | None:
+    """The file meta's and the wanted elements' raw values, or None where the walk does not
+    take the file on (`agent.dimse.header_scan`)."""
+    scanned = scan(raw, _WANTED, _LAST_TAG)
+    return None if scanned is None else (dict(scanned.meta), dict(scanned.elements))
+
+
+def read_with_pydicom(raw: bytes) -> tuple[Values, Values]:
+    """The file meta's and the wanted elements' values as pydicom reads them."""
     try:
-        dataset = read_partial(BytesIO(raw), _past_header, specific_tags=list(_TAGS.values()))
-        uids = {keyword: _ascii(dataset, keyword) for keyword in _REQUIRED_UIDS}
-        meta = dataset.file_meta
-        transfer_syntax = str(meta.get("TransferSyntaxUID", ""))
-        announced = (
-            str(meta.get("MediaStorageSOPClassUID", "")),
-            str(meta.get("MediaStorageSOPInstanceUID", "")),
-        )
+        dataset = read_partial(BytesIO(raw), _past_header, specific_tags=list(_WANTED))
+        meta: Values = {
+            int(tag): _value(element.value) for tag, element in dataset.file_meta.items()
+        }
+        values: Values = {}
+        for tag in _WANTED:
+            element = dataset.get_item(tag)
+            if element is not None:
+                values[int(tag)] = _value(element.value)
     except Exception as exc:  # pydicom raises many types on malformed input
+        raise UnparsableInstanceError(f"cannot read the DICOM header: {exc!r}") from exc
+    return meta, values
+
+
+def header_from(meta: Values, values: Values) -> InstanceHeader:
+    """Check and decode the values `read_header` found."""
+    try:
+        uids = {keyword: _ascii(values.get(_TAGS[keyword])) for keyword in _REQUIRED_UIDS}
+        transfer_syntax = _ascii(meta.get(_TRANSFER_SYNTAX))
+        announced = (_ascii(meta.get(_ANNOUNCED_CLASS)), _ascii(meta.get(_ANNOUNCED_INSTANCE)))
+    except UnicodeDecodeError as exc:
         raise UnparsableInstanceError(f"cannot read the DICOM header: {exc!r}") from exc
     missing = [keyword for keyword, value in uids.items() if not value]
     if missing:
         raise UnparsableInstanceError(f"missing {', '.join(missing)}")
     _check_announced(uids, *announced)
-    texts = _texts(dataset)
+    texts = _texts(values)
     return InstanceHeader(
         sop_instance_uid=uids["SOPInstanceUID"],
         sop_class_uid=uids["SOPClassUID"],
@@ -113,27 +146,39 @@ def _check_announced(uids: dict[str, str], sop_class: str, sop_instance: str) ->
         )
 
 
-def _raw_value(dataset: Dataset, keyword: str) -> bytes | str:
-    """The element's value as read (bytes), or as text if pydicom already converted it."""
-    element = dataset.get_item(_TAGS[keyword])
-    if element is None or element.value is None:
+def _value(value: object) -> bytes | str:
+    """An element's value as read (bytes), or as text if pydicom already converted it."""
+    if value is None:
         return b""
-    value = element.value
-    return value if isinstance(value, bytes) else str(value)
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, MultiValue | list | tuple):  # a multi-valued element, converted
+        return "\\".join(str(item) for item in value)
+    return str(value)
 
 
-def _ascii(dataset: Dataset, keyword: str) -> str:
-    value = _raw_value(dataset, keyword)
+def _ascii(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
     text = value.decode("ascii") if isinstance(value, bytes) else value
     return text.strip(" \x00")
 
 
-def _texts(dataset: Dataset) -> dict[str, str]:
+def _charsets(value: bytes | str | None) -> str | list[str] | None:
+    """Specific Character Set as pydicom's `convert_encodings` takes it."""
+    if value is None:
+        return None
+    text = value.decode("ascii", errors="replace") if isinstance(value, bytes) else value
+    terms = [term.strip(" \x00") for term in text.split("\\")]
+    return terms[0] if len(terms) == 1 else terms
+
+
+def _texts(values: Values) -> dict[str, str]:
     """The optional tags as text; an undecodable value is empty, never a quarantine."""
-    encodings = convert_encodings(dataset.get(_CHARSET).value if _CHARSET in dataset else None)
+    encodings = convert_encodings(_charsets(values.get(_CHARSET)))
     texts = {}
     for keyword in _TEXTS:
-        value = _raw_value(dataset, keyword)
+        value = values.get(_TAGS[keyword], b"")
         delimiters = PN_DELIMS if keyword in _PERSON_NAMES else TEXT_VR_DELIMS
         try:
             text = decode_bytes(value, encodings, delimiters) if isinstance(value, bytes) else value

@@ -78,13 +78,39 @@ def read_pdu(connection: socket.socket | ssl.SSLSocket, max_length: int) -> tupl
     return pdu_type, read_exact(connection, length)
 
 
+def set_timeout(connection: socket.socket | ssl.SSLSocket, seconds: float) -> None:
+    """Fail a read or write that makes no progress for `seconds`.
+
+    A plain TCP socket stays blocking and gets the timeout from the kernel (SO_RCVTIMEO,
+    SO_SNDTIMEO), so `read_exact` can ask for a whole PDU in one `recv` (MSG_WAITALL)
+    instead of waking up for every segment; Python's own timeout would poll before each.
+    """
+    if isinstance(connection, ssl.SSLSocket):
+        connection.settimeout(seconds)
+        return
+    connection.settimeout(None)
+    whole, fraction = divmod(seconds, 1.0)
+    value = struct.pack("ll", int(whole), int(fraction * 1_000_000))
+    connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+    connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+
+
 def read_exact(connection: socket.socket | ssl.SSLSocket, size: int) -> bytearray:
-    """Exactly `size` bytes, read straight into one buffer."""
+    """Exactly `size` bytes, read straight into one buffer.
+
+    Raises `TimeoutError` when nothing arrives for the connection's timeout (`set_timeout`)
+    and `ConnectionClosed` when the peer closes first.
+    """
     buffer = bytearray(size)
     view = memoryview(buffer)
     received = 0
+    wait_all = not isinstance(connection, ssl.SSLSocket) and connection.gettimeout() is None
+    flags = socket.MSG_WAITALL if wait_all else 0
     while received < size:
-        count = connection.recv_into(view[received:], size - received)
+        try:
+            count = connection.recv_into(view[received:], size - received, flags)
+        except BlockingIOError as exc:  # SO_RCVTIMEO ran out with nothing received
+            raise TimeoutError(f"nothing received for {size - received} bytes") from exc
         if count == 0:
             raise ConnectionClosed(f"connection closed {received} bytes into {size}")
         received += count

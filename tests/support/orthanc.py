@@ -6,7 +6,7 @@ import json
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,13 +86,19 @@ def _config(
 
 
 @contextmanager
-def running_orthanc(root: Path, peer: tuple[str, int] = ("AI_AGENT", 11112)) -> Iterator[Pacs]:
-    """Start Orthanc on free loopback ports; stop it and keep its log on failure."""
+def running_orthanc(
+    root: Path,
+    peer: tuple[str, int] = ("AI_AGENT", 11112),
+    extra_config: Mapping[str, Any] | None = None,
+) -> Iterator[Pacs]:
+    """Start Orthanc on free loopback ports; stop it and keep its log on failure.
+    `extra_config` replaces or adds top-level configuration keys."""
     assert ORTHANC, "Orthanc is not installed (Debian package orthanc)"
     root.mkdir(parents=True, exist_ok=True)
     dicom_port, http_port = free_port(), free_port()
     config_path = root / "orthanc.json"
-    config_path.write_text(json.dumps(_config(root, "E2E_PACS", dicom_port, http_port, peer)))
+    config = _config(root, "E2E_PACS", dicom_port, http_port, peer) | dict(extra_config or {})
+    config_path.write_text(json.dumps(config))
     log = (root / "orthanc.log").open("w")
     process = subprocess.Popen([ORTHANC, str(config_path)], stdout=log, stderr=subprocess.STDOUT)
     pacs = Pacs("E2E_PACS", dicom_port, f"http://127.0.0.1:{http_port}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import threading
 from io import BytesIO
 
 import pytest
@@ -120,3 +121,15 @@ def test_a_pdu_beyond_the_agreed_maximum_is_refused_before_reading_it() -> None:
 
 def test_abort_is_an_a_abort_pdu_from_the_provider() -> None:
     assert wire.abort() == bytes((0x07, 0, 0, 0, 0, 4, 0, 0, 2, 2))
+
+
+def test_a_silent_peer_times_out_and_a_slow_one_does_not() -> None:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        wire.set_timeout(ours, 0.2)
+        with pytest.raises(TimeoutError):
+            wire.read_exact(ours, 10)
+
+        theirs.sendall(b"abc")  # a PDU in pieces: each piece restarts the clock
+        threading.Timer(0.15, theirs.sendall, args=(b"defghij",)).start()
+        assert wire.read_exact(ours, 10) == b"abcdefghij"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 
 from agent.errors import SpoolFullError
 from agent.spool import Spool, StoreOutcome, uid_hash
+from tests.support.mounts import mounted
 
 STUDY = "1.2.826.0.1.3680043.8.498.1"
 SERIES = "1.2.826.0.1.3680043.8.498.1.2"
@@ -121,20 +121,9 @@ def test_path_of_refuses_paths_outside_the_spool(spool: Spool, bad: str) -> None
 
 @pytest.fixture
 def tiny_filesystem(tmp_path: Path) -> Iterator[Path]:
-    """A 64 KiB tmpfs; only where the tests may mount (root in a container)."""
-    mount_point = tmp_path / "tiny"
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount_point)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
+    """A 64 KiB tmpfs."""
+    with mounted(tmp_path / "tiny", "tmpfs", "size=64k") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", str(mount_point)], check=True)
 
 
 def test_a_full_disk_raises_a_typed_error_and_leaves_nothing(tiny_filesystem: Path) -> None:

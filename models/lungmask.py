@@ -37,9 +37,24 @@ def lung_mask(hu: np.ndarray, spacing: Sequence[float], close_mm: float = 6.0) -
     structure = _ellipsoid(radius)
     mask = ndimage.binary_closing(np.pad(mask, [(r, r) for r in radius]), structure)
     mask = mask[tuple(slice(r, -r) for r in radius)]
-    for index in range(mask.shape[0]):
-        mask[index] = ndimage.binary_fill_holes(mask[index])
-    return mask
+    return fill_holes_per_slice(mask)
+
+
+def fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
+    """`binary_fill_holes` of every axial slice, in one labelling of the whole volume: the
+    background's 4-connected components within each slice (no connection across slices);
+    those not touching the slice's border are holes."""
+    cross = ndimage.generate_binary_structure(2, 1)
+    structure = np.zeros((3, 3, 3), dtype=bool)
+    structure[1] = cross
+    labels, _ = ndimage.label(~mask, structure=structure)
+    outside = np.unique(
+        np.concatenate(
+            [labels[:, 0, :], labels[:, -1, :], labels[:, :, 0], labels[:, :, -1]], axis=None
+        )
+    )
+    filled: np.ndarray = ~np.isin(labels, outside[outside > 0])
+    return filled
 
 
 def _ellipsoid(radius: np.ndarray) -> np.ndarray:

@@ -98,7 +98,8 @@ class LungNodulePipeline:
         flips = canonical_flips(volume)
         hu = flips.apply(volume.voxels)
         view = working_view(hu, volume.spacing)
-        lesion_map = np.zeros(hu.shape, dtype=np.int32)
+        lesion_map = np.zeros(volume.voxels.shape, dtype=np.int32)
+        canonical_lesions = flips.apply(lesion_map)  # a view: painting it fills lesion_map
         confidences: dict[int, float] = {}
         if view is not None:
             probability = sliding_window_probability(self.detector, view.image, self.runtime)
@@ -122,8 +123,9 @@ class LungNodulePipeline:
                     self.blob_classifier,
                     self.thresholds.blob_classifier,
                 )
-            confidences = paint_lesions(lesion_map, view.box, probability, kept, hu, volume.spacing)
-        lesion_map = np.ascontiguousarray(flips.undo(lesion_map))
+            confidences = paint_lesions(
+                canonical_lesions, view.box, probability, kept, hu, volume.spacing
+            )
         lesions = measure(volume, lesion_map, confidences)
         return Findings(
             pipeline_name=self.name,

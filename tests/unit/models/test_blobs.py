@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
-from models.pipelines.blobs import Blob, find_blobs
+from models.pipelines.blobs import PEAK_WINDOW, Blob, find_blobs, local_maxima
 from models.pipelines.candidates import BLOB_LABEL, blob_candidates
 from models.pipelines.half_maximum import half_maximum_mask
 from models.preprocess import HU_RANGE
@@ -123,3 +124,13 @@ def test_a_blob_is_a_true_nodule_when_a_nodule_voxel_is_near_its_centre() -> Non
     labels = [is_nodule(candidate, target, components) for candidate in candidates]
 
     assert labels == [1.0, 0.0]
+
+
+def test_local_maxima_are_the_maximum_filter_peaks_edges_and_ties_included() -> None:
+    rng = np.random.default_rng(7)
+    values = rng.integers(0, 6, size=(12, 9, 10)).astype(np.float32)  # many ties
+    everywhere = np.argwhere(np.ones(values.shape, dtype=bool))
+
+    expected = np.argwhere(values == ndimage.maximum_filter(values, size=PEAK_WINDOW))
+
+    assert np.array_equal(local_maxima(values, everywhere), expected)

@@ -36,13 +36,14 @@ _TEXTS = (
     "SeriesNumber",
     "InstanceNumber",
 )
-_TAGS = {keyword: Tag(keyword) for keyword in (*_REQUIRED_UIDS, *_TEXTS)}
+# Plain ints, not pydicom's `BaseTag`: its comparisons run in Python, per element walked.
+_TAGS = {keyword: int(Tag(keyword)) for keyword in (*_REQUIRED_UIDS, *_TEXTS)}
 _LAST_TAG = max(_TAGS.values())
-_CHARSET = Tag("SpecificCharacterSet")
+_CHARSET = int(Tag("SpecificCharacterSet"))
 _WANTED = frozenset({*_TAGS.values(), _CHARSET})
-_TRANSFER_SYNTAX = Tag("TransferSyntaxUID")
-_ANNOUNCED_CLASS = Tag("MediaStorageSOPClassUID")
-_ANNOUNCED_INSTANCE = Tag("MediaStorageSOPInstanceUID")
+_TRANSFER_SYNTAX = int(Tag("TransferSyntaxUID"))
+_ANNOUNCED_CLASS = int(Tag("MediaStorageSOPClassUID"))
+_ANNOUNCED_INSTANCE = int(Tag("MediaStorageSOPInstanceUID"))
 _PERSON_NAMES = frozenset({"PatientName"})
 
 Values = dict[int, bytes | str]

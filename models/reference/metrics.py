@@ -1,11 +1,13 @@
 """Lesion-level matching of predicted lesions against phantom nodules, and Dice.
 
-A case is reduced once to an overlap table (nodule x lesion voxel counts, sizes, confidences), so
-outcomes at any confidence threshold come without re-running the pipeline.
+A case is reduced once to an overlap table (nodule x lesion voxel counts, sizes, confidences,
+and which candidate source each lesion came from), so outcomes at any confidence threshold per
+source come without re-running the pipeline.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +24,7 @@ class CaseTable:
     lesion_voxels: np.ndarray  # per predicted lesion
     confidences: np.ndarray  # per predicted lesion
     overlap: np.ndarray  # (nodules, lesions) shared voxels
+    sources: tuple[str, ...]  # per predicted lesion: the candidates it came from
 
 
 @dataclass(frozen=True)
@@ -45,8 +48,10 @@ def tabulate(
     lesion_map: np.ndarray,
     confidences: list[float],
     nodules: list[tuple[float, str, str]],
+    source: str,
 ) -> CaseTable:
-    """`truth` holds nodule i at value i, `lesion_map` lesion j at value j, on one grid."""
+    """`truth` holds nodule i at value i, `lesion_map` lesion j (from `source`) at value j, on
+    one grid."""
     n, m = len(nodules), len(confidences)
     both = (truth > 0) & (lesion_map > 0)
     overlap = np.zeros((n + 1, m + 1), dtype=np.int64)
@@ -59,12 +64,29 @@ def tabulate(
         lesion_voxels=np.bincount(lesion_map.ravel().astype(np.int64), minlength=m + 1)[1 : m + 1],
         confidences=np.asarray(confidences, dtype=np.float64),
         overlap=overlap[1:, 1:],
+        sources=(source,) * m,
     )
 
 
-def outcome(table: CaseTable, threshold: float) -> CaseOutcome:
-    """Nodules detected (overlapped by a kept lesion), their Dice, and unmatched kept lesions."""
-    kept = table.confidences >= threshold
+def merge(first: CaseTable, second: CaseTable) -> CaseTable:
+    """One case's lesions from two runs (two candidate sources) side by side."""
+    return CaseTable(
+        diameters=first.diameters,
+        kinds=first.kinds,
+        placements=first.placements,
+        nodule_voxels=first.nodule_voxels,
+        lesion_voxels=np.concatenate([first.lesion_voxels, second.lesion_voxels]),
+        confidences=np.concatenate([first.confidences, second.confidences]),
+        overlap=np.concatenate([first.overlap, second.overlap], axis=1),
+        sources=first.sources + second.sources,
+    )
+
+
+def outcome(table: CaseTable, thresholds: Mapping[str, float]) -> CaseOutcome:
+    """Nodules detected (overlapped by a kept lesion: confidence at least its source's
+    threshold), their Dice, and unmatched kept lesions."""
+    needed = np.array([thresholds[source] for source in table.sources], dtype=np.float64)
+    kept = table.confidences >= needed
     overlap = table.overlap[:, kept]
     sizes = table.lesion_voxels[kept]
     nodules = []

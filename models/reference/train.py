@@ -37,7 +37,7 @@ from models.reference.samples import TRAINING_SEED_LIMIT, patches
 
 log = logging.getLogger(__name__)
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-RECIPE_VERSION = "0.3.0"
+RECIPE_VERSION = "0.3.1"
 """Raised when the training recipe changes; the seed is appended."""
 
 

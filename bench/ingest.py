@@ -12,7 +12,8 @@ timed from the first storescu's start to the last one's exit; a receiver's rate 
 median round. The receivers:
 
 - storescp: `storescp --fork` (a process per association) writing into a scratch folder,
-  without fsync;
+  without fsync (the bench syncs after its round, untimed, so that the kernel's write-back of
+  its files does not fall into the next receiver's round);
 - the node: `Node` as `dicom-agent serve` starts it, less the API and the local worker
   (idle while receiving): `--processes` receiver processes (default: the `dimse_processes`
   default) on a fresh spool and job database each round (embedded SQLite, or a throwaway
@@ -194,6 +195,7 @@ def storescp_round(files: list[Path], associations: int, run_dir: Path) -> Round
     received = sum(1 for _ in output.iterdir())
     if received != len(files):
         raise RuntimeError(f"storescp stored {received} of {len(files)} files")
+    os.sync()  # its files are still in the page cache: written back now, not during the next round
     return measured
 
 

@@ -41,8 +41,7 @@ def write_new_file(directory: Path, suffix: str, data: bytes) -> Path:
     """Write `data` to a new uniquely named file in `directory`, on disk when this returns.
 
     Its bytes and size are durable; its name is not until the directory is fsynced (the
-    caller renames it first). Raises `OSError`; a file left behind then is the caller's
-    to remove only if the path was returned, so none is left behind.
+    caller renames it first). Raises `OSError`, leaving no file behind.
     """
     path = directory / f"{secrets.token_hex(8)}{suffix}"
     if _direct["supported"]:
@@ -70,10 +69,10 @@ def _write(path: Path, data: bytes, *, direct: bool) -> None:
             write_all(fd, data)
             os.fsync(fd)
     except BaseException:
-        os.close(fd)
         path.unlink(missing_ok=True)
         raise
-    os.close(fd)
+    finally:
+        os.close(fd)
 
 
 def _write_aligned(fd: int, data: memoryview) -> None:

@@ -20,6 +20,7 @@ from pydicom.uid import UID
 PREAMBLE_BYTES = 128
 MAGIC = b"DICM"
 META_GROUP = 0x0002
+TRANSFER_SYNTAX = 0x00020010
 UNDEFINED_LENGTH = 0xFFFFFFFF
 LONG_LENGTH_VRS = frozenset(
     {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
@@ -56,7 +57,7 @@ def scan(raw: bytes, wanted: frozenset[int], last: int) -> ScannedHeader | None:
         tag, start, end = element
         meta[tag] = raw[start:end]
         offset = end
-    explicit = _explicit_little_endian(meta.get(0x00020010, b""))
+    explicit = _explicit_little_endian(meta.get(TRANSFER_SYNTAX, b""))
     if explicit is None:
         return None
     elements = _scan_dataset(raw, offset, wanted, last, explicit=explicit)

@@ -11,6 +11,7 @@ typed values one `Dataset.get` at a time, which costs more than the parsing.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from io import BytesIO
 
@@ -46,7 +47,7 @@ _ANNOUNCED_CLASS = int(Tag("MediaStorageSOPClassUID"))
 _ANNOUNCED_INSTANCE = int(Tag("MediaStorageSOPInstanceUID"))
 _PERSON_NAMES = frozenset({"PatientName"})
 
-Values = dict[int, bytes | str]
+Values = Mapping[int, bytes | str]
 """Element values by tag: raw bytes as stored, or text where pydicom already decoded them."""
 
 
@@ -82,7 +83,7 @@ def read_with_walk(raw: bytes) -> tuple[Values, Values] | None:
     """The file meta's and the wanted elements' raw values, or None where the walk does not
     take the file on (`agent.dimse.header_scan`)."""
     scanned = scan(raw, _WANTED, _LAST_TAG)
-    return None if scanned is None else (dict(scanned.meta), dict(scanned.elements))
+    return None if scanned is None else (scanned.meta, scanned.elements)
 
 
 def read_with_pydicom(raw: bytes) -> tuple[Values, Values]:
@@ -92,7 +93,7 @@ def read_with_pydicom(raw: bytes) -> tuple[Values, Values]:
         meta: Values = {
             int(tag): _value(element.value) for tag, element in dataset.file_meta.items()
         }
-        values: Values = {}
+        values: dict[int, bytes | str] = {}
         for tag in _WANTED:
             element = dataset.get_item(tag)
             if element is not None:

@@ -147,11 +147,16 @@ class Spool:
         relative_path = instance_relative_path(study_uid, series_uid, sop_uid, RESULTS_DIR)
         return self._store_at(relative_path, self.stage(raw))
 
-    def stage(self, raw: bytes | BinaryIO) -> StagedFile:
-        """Write `raw` to a new file under `tmp/` and fsync it; `place` names it later."""
+    def stage(self, raw: bytes | BinaryIO, sha256: str | None = None) -> StagedFile:
+        """Write `raw` to a new file under `tmp/` and fsync it; `place` names it later.
+
+        `sha256`: the bytes' digest, when the caller has computed it already.
+        """
         with self._disk_errors():
-            temp, sha256, size = self._write_temp(raw)
-        return StagedFile(temp, sha256, size)
+            if isinstance(raw, bytes) and sha256 is not None:
+                return StagedFile(write_new_file(self._tmp, ".part", raw), sha256, len(raw))
+            temp, digest, size = self._write_temp(raw)
+        return StagedFile(temp, digest, size)
 
     def place(self, staged: StagedFile, relative_path: str) -> StoredFile:
         """Rename a staged file to `relative_path` (or drop it: same bytes already there).

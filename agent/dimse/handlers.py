@@ -6,6 +6,7 @@ import logging
 import traceback
 
 from agent.dimse.ingest import Ingestor
+from agent.dimse.part10 import Part10
 from agent.dimse.status import Status, status_for
 from agent.errors import AgentError
 from agent.received import ReceivedInstance
@@ -20,10 +21,12 @@ class StoreHandler:
         self._ingestor = ingestor
         self._log_phi = log_phi
 
-    def __call__(self, raw: bytes, calling_ae: str) -> int:
+    def __call__(self, part10: Part10, calling_ae: str) -> int:
         """Spool and record the file as received; any failure becomes a failure status."""
         try:
-            instance = self._ingestor.ingest(raw, calling_ae=calling_ae)
+            instance = self._ingestor.ingest(
+                part10.raw, calling_ae=calling_ae, sha256=part10.sha256
+            )
         except Exception as exc:  # the guard: a failure status, the association lives on
             self._log_failure(exc, calling_ae)
             return status_for(exc)

@@ -53,8 +53,9 @@ class Ingestor:
         self._recorder = recorder
         self._commits: GroupCommit[_Staged, ReceivedInstance] = GroupCommit(self._commit, max_batch)
 
-    def ingest(self, raw: bytes, *, calling_ae: str) -> ReceivedInstance:
-        """Make `raw` durable and recorded, or quarantine it and raise.
+    def ingest(self, raw: bytes, *, calling_ae: str, sha256: str | None = None) -> ReceivedInstance:
+        """Make `raw` durable and recorded, or quarantine it and raise. `sha256`: the digest
+        of `raw` if the caller has it already (the acceptor hashes while receiving).
 
         Raises `UnparsableInstanceError` (after quarantining), `SpoolError` (nothing kept:
         the sender must retry) or whatever the recorder raises (the bytes stay spooled, and
@@ -66,7 +67,8 @@ class Ingestor:
             path = self._spool.quarantine(raw, exc.reason, calling_ae)
             LOGGER.warning("quarantined %d bytes from %r as %s", len(raw), calling_ae, path.name)
             raise
-        return self._commits.submit(_Staged(header, self._spool.stage(raw), calling_ae))
+        staged = self._spool.stage(raw, sha256=sha256)
+        return self._commits.submit(_Staged(header, staged, calling_ae))
 
     def _commit(self, batch: Sequence[_Staged]) -> list[ReceivedInstance | Exception]:
         """Place each staged file, fsync their directories, record the placed ones."""

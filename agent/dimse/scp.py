@@ -24,6 +24,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from agent.dimse.acceptor import AcceptorPolicy, Association
 from agent.dimse.handlers import StoreHandler
 from agent.dimse.ingest import Ingestor, InstanceRecorder
+from agent.dimse.negotiation import Negotiator
 from agent.spool import Spool
 
 LOGGER = logging.getLogger(__name__)
@@ -186,8 +187,9 @@ def start_scp(
     socket (shared by several receiving processes). Empty `allowed_peers`: any caller."""
     listener = address if isinstance(address, socket.socket) else listen(*address)
     policy = AcceptorPolicy(
-        contexts=supported_contexts(),
-        allowed_peers=frozenset(peer.strip() for peer in allowed_peers),
+        negotiator=Negotiator(
+            supported_contexts(), frozenset(peer.strip() for peer in allowed_peers), max_pdu
+        ),
         store=StoreHandler(Ingestor(spool, recorder), log_phi=log_phi),
         max_pdu=max_pdu,
         network_timeout=network_timeout,

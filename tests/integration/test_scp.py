@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import socket
 import time
@@ -129,7 +130,9 @@ def test_storescu_stores_each_transfer_syntax_as_received(
     assert instance.transfer_syntax_uid == syntax
     assert instance.calling_ae == CALLING_AE
     assert instance.sop_instance_uid == dcmread(original).SOPInstanceUID
-    assert_same_dataset(scp.spool.path_of(instance.spool_path), original)
+    spooled = scp.spool.path_of(instance.spool_path)
+    assert_same_dataset(spooled, original)
+    assert instance.sha256 == hashlib.sha256(spooled.read_bytes()).hexdigest()
 
 
 def test_jpeg_lossless_non_sv1_is_stored_as_received(scp: RunningScp, tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 `run_job` takes the job (a lease in `agent.jobs.claim_job`) and goes through its stages, each
 committed when it ends with a job event `stage <name> took <seconds> s` that also renews the
-lease (see `agent.jobs.record_stage`; `parse_stage` reads them back):
+lease (see `agent.jobs.record_stage`; `parse_stage` reads them back); while a stage runs,
+`workers.lease.LeaseKeeper` renews the lease in the background:
 
 - `load`: the series' instances from the spool, as one volume;
 - `infer`: the pipeline (built once per process) on the volume;
@@ -29,7 +30,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from agent.config import Rule, Settings
 from agent.db.enums import ExportState, JobState, ResultKind, SeriesState
@@ -41,6 +42,7 @@ from models.errors import ModelsError
 from models.findings import Findings
 from models.pipelines.registry import get_pipeline
 from models.volume import Volume, load_datasets
+from workers.lease import LeaseKeeper
 from workers.results import (
     ResultEncodingError,
     ResultIdentity,
@@ -95,18 +97,25 @@ def _describe(exc: Exception) -> str:
 
 
 class _Stages:
-    """Times each stage and records it on the job when it ends (which renews the lease)."""
+    """Times each stage and records it on the job when it ends (which renews the lease);
+    keeps the lease while it runs."""
 
     def __init__(self, session: Session, context: RunnerContext, job: Job) -> None:
         self._session = session
         self._context = context
         self._job = job
+        self._lease = LeaseKeeper(
+            sessionmaker(bind=session.get_bind()),
+            context.worker,
+            context.settings.job_lease_seconds,
+        )
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         started = time.perf_counter()
         try:
-            yield
+            with self._lease.kept(self._job.id):
+                yield
         except (*LOST_JOB_ERRORS, SQLAlchemyError):
             raise
         except Exception as exc:  # any failure of the work fails the job, with its reason

@@ -8,8 +8,7 @@ import re
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from agent.errors import PeerUnreachableError
 from models.reference.dicom_series import write_series
 from models.reference.phantom import Geometry, generate
 from tests.support.node import REPO, SCP_AE, clean_environment, free_port, storescu
+from tests.support.scp import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -66,15 +66,6 @@ def send_in_parallel(port: int, shares: list[list[Path]]) -> None:
         list(pool.map(lambda share: storescu(port, *share), shares))
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = STOP_SECONDS) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def alive(pid: int) -> bool:
     """True while `pid` runs (a zombie, exited but not yet reaped, counts as gone)."""
     try:
@@ -103,7 +94,7 @@ def test_parallel_associations_land_once_each(
     assert sorted(path.name for path in (spool / "tmp").iterdir()) == []
     assert len(list((spool / "instances").rglob("*.dcm"))) == SLICES
     # Acknowledged once the file is durable; the index row follows within moments.
-    assert wait_until(lambda: count_rows(sessions) == (SLICES, SLICES))
+    assert wait_until(lambda: count_rows(sessions) == (SLICES, SLICES), STOP_SECONDS)
 
 
 def test_stop_ends_every_receiver_and_the_listening(
@@ -131,7 +122,7 @@ def test_a_dead_receiver_is_replaced(receivers: ReceiverPool, ct_files: list[Pat
         receivers.ensure_running()  # what the node's reconciler loop calls on each round
         return dead not in receivers.pids
 
-    assert wait_until(replaced)
+    assert wait_until(replaced, STOP_SECONDS)
     assert survivor in receivers.pids
     assert len(receivers.pids) == 2
     storescu(receivers.address[1], *ct_files[:3])
@@ -149,7 +140,7 @@ def test_acknowledged_instances_survive_a_receiver_crash(
         receivers.ensure_running()  # replaces the dead and re-indexes the spool
         return not set(killed) & set(receivers.pids)
 
-    assert wait_until(replaced)
+    assert wait_until(replaced, STOP_SECONDS)
     assert count_rows(sessions) == (SLICES, SLICES)
 
 
@@ -215,7 +206,7 @@ def test_sigterm_to_serve_stops_its_receivers(tmp_path: Path) -> None:
     assert serve.wait(60) == 0
     assert len(receivers) == 2
     assert set(receivers) <= set(children)
-    assert wait_until(lambda: not any(alive(pid) for pid in children))
+    assert wait_until(lambda: not any(alive(pid) for pid in children), STOP_SECONDS)
 
 
 def test_receivers_stop_when_their_node_is_killed(tmp_path: Path) -> None:
@@ -226,4 +217,4 @@ def test_receivers_stop_when_their_node_is_killed(tmp_path: Path) -> None:
 
     assert len(receivers) == 2
     assert set(receivers) <= set(children)
-    assert wait_until(lambda: not any(alive(pid) for pid in children))
+    assert wait_until(lambda: not any(alive(pid) for pid in children), STOP_SECONDS)

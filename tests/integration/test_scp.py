@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import socket
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -35,6 +33,7 @@ from tests.support.scp import (
     run_dcmtk,
     self_signed_certificate,
     storescu,
+    wait_until,
 )
 from workers.export import deliver
 
@@ -108,15 +107,6 @@ def assert_same_dataset(spooled: Path, original: Path) -> None:
     assert without_encoding_details(got) == without_encoding_details(want)
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
 @pytest.mark.parametrize("syntax", list(TEST_FILES), ids=lambda syntax: syntax.name)
 def test_storescu_stores_each_transfer_syntax_as_received(
     scp: RunningScp, syntax: UID, tmp_path: Path
@@ -162,7 +152,7 @@ def test_a_folder_goes_over_one_association(
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert {i.modality for i in scp.recorder.instances} == {"CT", "MR", "OT"}
-    assert wait_for(lambda: "closed: 3 stored, 0 failed" in caplog.text), caplog.text
+    assert wait_until(lambda: "closed: 3 stored, 0 failed" in caplog.text), caplog.text
 
 
 def test_logs_carry_no_phi_by_default(
@@ -172,12 +162,12 @@ def test_logs_carry_no_phi_by_default(
     quiet, chatty = scp_starter(), scp_starter(log_phi=True)
 
     storescu(quiet.port, pydicom_file("CT_small.dcm"))
-    assert wait_for(lambda: "closed: 1 stored" in caplog.text)
+    assert wait_until(lambda: "closed: 1 stored" in caplog.text)
     assert "1CT1" not in caplog.text
     assert "CompressedSamples" not in caplog.text
 
     storescu(chatty.port, pydicom_file("CT_small.dcm"))
-    assert wait_for(lambda: "1CT1" in caplog.text)
+    assert wait_until(lambda: "1CT1" in caplog.text)
 
 
 def test_unlisted_calling_ae_is_rejected_and_logged(

@@ -8,9 +8,19 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
+from pydicom.uid import ExplicitVRLittleEndian
 
 from agent.dimse import scu, wire
-from tests.support.scp import LOCALHOST, SCP_AE, RunningScp, StartScp, storescu
+from tests.support.dimse import associate_request, store_request
+from tests.support.scp import (
+    CALLING_AE,
+    LOCALHOST,
+    SCP_AE,
+    RunningScp,
+    StartScp,
+    storescu,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -56,3 +66,19 @@ def test_many_small_pdus_make_the_same_file(scp: RunningScp) -> None:
     stored, sent = dcmread(scp.spool.path_of(instance.spool_path)), dcmread(path)
     assert stored.SOPInstanceUID == sent.SOPInstanceUID
     assert stored.PixelData == sent.PixelData
+
+
+def test_a_store_cut_off_mid_data_set_leaves_no_file(
+    scp: RunningScp, caplog: pytest.LogCaptureFixture
+) -> None:
+    with raw_connection(scp.port) as connection:
+        connection.sendall(associate_request(CALLING_AE, ExplicitVRLittleEndian, called_ae=SCP_AE))
+        assert wire.read_pdu(connection, 1 << 20)[0] == wire.A_ASSOCIATE_AC
+        command = wire.COMMAND_FRAGMENT | wire.LAST_FRAGMENT
+        connection.sendall(wire.p_data_tf(1, command, store_request()))
+        connection.sendall(wire.p_data_tf(1, 0x00, b"\x08\x00\x05\x00CS\x0a\x00ISO_IR 100"))
+
+    assert wait_until(lambda: "lost" in caplog.text)
+    assert scp.recorder.instances == []
+    assert [path for path in scp.spool.root.rglob("*") if path.is_file()] == []
+    assert scu.echo(SCP_AE, LOCALHOST, scp.port)

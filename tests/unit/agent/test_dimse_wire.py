@@ -8,26 +8,11 @@ import threading
 from io import BytesIO
 
 import pytest
-from pydicom.dataset import Dataset
-from pynetdicom.dsutils import decode, encode
+from pynetdicom.dsutils import decode
 
 from agent.dimse import wire
-
-CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
-INSTANCE = "1.2.3.4.5.6789"
-
-
-def store_request(message_id: int = 7, *, with_dataset: bool = True) -> bytes:
-    command = Dataset()
-    command.AffectedSOPClassUID = CT_IMAGE_STORAGE
-    command.CommandField = wire.C_STORE_RQ
-    command.MessageID = message_id
-    command.Priority = 0
-    command.CommandDataSetType = 0x0000 if with_dataset else wire.NO_DATASET
-    command.AffectedSOPInstanceUID = INSTANCE
-    encoded = encode(command, True, True)
-    assert encoded is not None
-    return encoded
+from tests.conftest import CT_IMAGE_STORAGE
+from tests.support.dimse import INSTANCE, store_request
 
 
 def test_a_store_request_is_parsed() -> None:

@@ -4,39 +4,22 @@ from __future__ import annotations
 
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless
-from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RJ, A_ASSOCIATE_RQ
-from pynetdicom.pdu_primitives import A_ASSOCIATE, MaximumLengthNotification
-from pynetdicom.presentation import build_context
+from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RJ
 
 from agent.dimse import wire
 from agent.dimse.negotiation import (
-    APPLICATION_CONTEXT_NAME,
     CACHE_SIZE,
     CALLING_AE_NOT_RECOGNISED,
     Negotiator,
 )
 from agent.dimse.scp import supported_contexts
-from tests.conftest import CT_IMAGE_STORAGE
+from tests.support.dimse import associate_request
 
-UNKNOWN_SOP_CLASS = "1.2.826.0.1.3680043.10.5.999"
 MAX_PDU = 1 << 20
 
 
-def request_body(calling_ae: str, *syntaxes: str, abstract_syntax: str = CT_IMAGE_STORAGE) -> bytes:
-    primitive = A_ASSOCIATE()
-    primitive.application_context_name = APPLICATION_CONTEXT_NAME
-    primitive.calling_ae_title = calling_ae
-    primitive.called_ae_title = "AI_AGENT"
-    contexts = [build_context(abstract_syntax, list(syntaxes)), build_context(UNKNOWN_SOP_CLASS)]
-    for number, context in enumerate(contexts):
-        context.context_id = 2 * number + 1
-    primitive.presentation_context_definition_list = contexts
-    maximum = MaximumLengthNotification()
-    maximum.maximum_length_received = 16384
-    primitive.user_information = [maximum]
-    pdu = A_ASSOCIATE_RQ()
-    pdu.from_primitive(primitive)
-    return bytes(pdu.encode())[6:]  # the body, after type, reserved byte and length
+def request_body(calling_ae: str, *syntaxes: str) -> bytes:
+    return associate_request(calling_ae, *syntaxes)[6:]  # after type, reserved byte, length
 
 
 def negotiator(*allowed: str) -> Negotiator:

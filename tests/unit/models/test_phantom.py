@@ -8,6 +8,7 @@ import numpy as np
 
 from models.reference.dicom_series import phantom_volume, write_series
 from models.reference.phantom import Geometry, generate
+from models.reference.samples import training_phantom
 from models.volume import load_files
 
 SMALL = Geometry(matrix=256, pixel_spacing=1.4, slice_thickness=2.5, slices=40)
@@ -44,3 +45,13 @@ def test_written_series_loads_back_to_the_same_voxels_and_geometry(tmp_path: Pat
     assert loaded.spacing == direct.spacing
     last = direct.index_to_patient([phantom.hu.shape[0] - 1, 0, 0])
     np.testing.assert_allclose(loaded.index_to_patient([0, 0, 0]), last, atol=1e-3)
+
+
+def test_a_training_slab_with_more_nodules_is_the_same_slab() -> None:
+    usual, rich = training_phantom(11), training_phantom(11, nodule_count=10)
+
+    assert rich.hu.shape == usual.hu.shape
+    assert rich.geometry == usual.geometry
+    assert 1 <= len(usual.nodules) <= 6
+    assert len(rich.nodules) == 10
+    assert set(np.unique(rich.labels)) == set(range(11))

@@ -27,13 +27,18 @@ MINING_MIN_VOLUME_MM3 = 3.0
 
 
 def mine(
-    detector: nn.Module, seeds: range, runtime: Runtime, with_blobs: bool
+    detector: nn.Module,
+    seeds: range,
+    runtime: Runtime,
+    with_blobs: bool,
+    nodules_per_slab: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Classifier inputs and labels (1 = a true nodule) for every detector candidate, and with
-    `with_blobs` every blob candidate too."""
+    `with_blobs` every blob candidate too, on training slabs of `nodules_per_slab` nodules
+    (None: the usual 1-6; more give more true candidates for the same mining time)."""
     inputs, labels = [], []
     for count, seed in enumerate(seeds, start=1):
-        sample = on_working_grid(training_phantom(seed))
+        sample = on_working_grid(training_phantom(seed, nodules_per_slab))
         probability = sliding_window_probability(detector, sample.image, runtime)
         lungs = torch.nn.functional.max_pool3d(sample.lungs[None, None].float(), 7, 1, 3)[0, 0] > 0
         candidates, components = find_candidates(

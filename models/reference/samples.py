@@ -28,13 +28,15 @@ class WorkingSample:
     phantom: Phantom
 
 
-def training_phantom(seed: int) -> Phantom:
-    """A slab of 72-110 mm from a random chest, with 1-6 nodules."""
+def training_phantom(seed: int, nodule_count: int | None = None) -> Phantom:
+    """A slab of 72-110 mm from a random chest, with 1-6 nodules or `nodule_count`."""
     rng = np.random.default_rng(seed + 7_000_000)
     geometry = draw_geometry(rng)
     length = float(rng.uniform(72, 110))
     start = float(rng.uniform(0, CHEST_LENGTH_MM - length))
-    return generate(seed, geometry, int(rng.integers(1, 7)), (start, start + length))
+    drawn = int(rng.integers(1, 7))
+    count = drawn if nodule_count is None else nodule_count
+    return generate(seed, geometry, count, (start, start + length))
 
 
 def on_working_grid(phantom: Phantom) -> WorkingSample:

@@ -17,8 +17,8 @@ median round. The receivers:
   cache: on this VM storescp slowed from ~1,800 to ~850 images/s over seven rounds as the
   page cache grew by its 157 MB a round (memory the guest had not touched yet costs it a
   fault into the host), and since the node writes around the page cache, that alone lifted
-  the ratio from about 0.48 to 0.6-0.9. With the eviction storescp stays within 1,680-2,010
-  images/s over seven rounds.
+  the ratio from about 0.48 to 0.6-0.9. With the eviction, seven rounds of storescp in one
+  run: 1,228 images/s, then 1,771-1,933.
 - the node: `Node` as `dicom-agent serve` starts it, less the API and the local worker
   (idle while receiving): `--processes` receiver processes (default: the `dimse_processes`
   default) on a fresh spool and job database each round (embedded SQLite, or a throwaway

@@ -153,9 +153,7 @@ class Spool:
         `sha256`: the bytes' digest, when the caller has computed it already.
         """
         with self._disk_errors():
-            if isinstance(raw, bytes) and sha256 is not None:
-                return StagedFile(write_new_file(self._tmp, ".part", raw), sha256, len(raw))
-            temp, digest, size = self._write_temp(raw)
+            temp, digest, size = self._write_temp(raw, sha256)
         return StagedFile(temp, digest, size)
 
     def place(self, staged: StagedFile, relative_path: str) -> StoredFile:
@@ -235,11 +233,14 @@ class Spool:
             LOGGER.warning("quarantine note for %s unreadable: %s", path.name, exc)
         return QuarantinedFile(path, reason, calling_ae, received_at, stat.st_size)
 
-    def _write_temp(self, raw: bytes | BinaryIO) -> tuple[Path, str, int]:
-        """Write `raw` to a new fsynced file under `tmp/`; return its path, SHA-256 and size."""
+    def _write_temp(
+        self, raw: bytes | BinaryIO, sha256: str | None = None
+    ) -> tuple[Path, str, int]:
+        """Write `raw` to a new fsynced file under `tmp/`; return its path, SHA-256 (`sha256`
+        if the caller has it already) and size."""
         if isinstance(raw, bytes):
             path = write_new_file(self._tmp, ".part", raw)
-            return path, hashlib.sha256(raw).hexdigest(), len(raw)
+            return path, sha256 or hashlib.sha256(raw).hexdigest(), len(raw)
         fd, name = tempfile.mkstemp(dir=self._tmp, suffix=".part")
         try:
             digest, size = _copy(raw, fd)

@@ -19,7 +19,7 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from agent.dimse import wire
@@ -70,7 +70,7 @@ class Association:
         self._address = address
         self._policy = policy
         self._calling_ae = ""
-        self._transfer_syntaxes: dict[int, str] = {}
+        self._transfer_syntaxes: Mapping[int, str] = {}
         self._tally = _Tally()
 
     def serve(self) -> None:

@@ -15,8 +15,9 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from pydicom.uid import UID
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
@@ -45,7 +46,8 @@ class Negotiation:
     calling_ae: str
     accepted: bool
     reply: bytes  # the encoded A-ASSOCIATE-AC, or A-ASSOCIATE-RJ
-    transfer_syntaxes: dict[int, str]  # accepted presentation context id -> transfer syntax
+    transfer_syntaxes: Mapping[int, str]  # accepted context id -> transfer syntax (read-only:
+    # one answer serves every association that sent the same request)
 
 
 class Negotiator:
@@ -82,17 +84,19 @@ class Negotiator:
         request = decode_request(request_body)
         calling_ae = request.calling_ae_title.strip()
         if self._allowed_peers and calling_ae not in self._allowed_peers:
-            return Negotiation(calling_ae, False, rejection(), {})
+            return Negotiation(calling_ae, False, rejection(), MappingProxyType({}))
         results, roles = negotiate_as_acceptor(
             request.presentation_context_definition_list,
             self._contexts,
             requested_roles(request) or None,
         )
-        agreed = {
-            int(cx.context_id): str(cx.transfer_syntax[0])
-            for cx in results
-            if cx.result == 0x00 and cx.context_id is not None
-        }
+        agreed = MappingProxyType(
+            {
+                int(cx.context_id): str(cx.transfer_syntax[0])
+                for cx in results
+                if cx.result == 0x00 and cx.context_id is not None
+            }
+        )
         return Negotiation(calling_ae, True, self._acceptance(request, results, roles), agreed)
 
     def _acceptance(

@@ -34,8 +34,7 @@ def training_phantom(seed: int, nodule_count: int | None = None) -> Phantom:
     geometry = draw_geometry(rng)
     length = float(rng.uniform(72, 110))
     start = float(rng.uniform(0, CHEST_LENGTH_MM - length))
-    drawn = int(rng.integers(1, 7))
-    count = drawn if nodule_count is None else nodule_count
+    count = int(rng.integers(1, 7)) if nodule_count is None else nodule_count
     return generate(seed, geometry, count, (start, start + length))
 
 

@@ -90,6 +90,10 @@ class SopClassMismatchError(UnparsableInstanceError):
     """The dataset's SOP Class UID differs from the one its C-STORE request announced."""
 
 
+class StudyMismatchError(AgentError):
+    """A STOW-RS request to one study carried an instance of another; it is not stored."""
+
+
 class DicomNetworkError(AgentError):
     """A DICOM peer could not be used; `problem` says how, for people."""
 

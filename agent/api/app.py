@@ -10,17 +10,20 @@ from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
-from agent.api import health, jobs, metrics, quarantine, studies, web
+from agent.api import health, jobs, metrics, quarantine, stow, studies, web
 from agent.api.auth import NO_TOKENS_CONFIGURED, require_token
 from agent.api.deps import ApiState
 from agent.api.errors import add_error_handlers
 from agent.config import Settings
+from agent.db.recorder import DatabaseRecorder
 from agent.db.session import create_db_engine, session_factory
+from agent.dimse.ingest import Ingestor
 from agent.spool import Spool
 
 log = logging.getLogger(__name__)
 
-DESCRIPTION = """Admin API of the AI worklist agent: jobs, studies, quarantine, metrics.
+DESCRIPTION = """Admin API of the AI worklist agent: jobs, studies, quarantine, metrics; and
+STOW-RS (`/dicom-web/studies`) to send it DICOM files over HTTP.
 
 Every endpoint except `/healthz` needs `Authorization: Bearer <token>`, with a token from
 `api.tokens` in the configuration."""
@@ -40,9 +43,12 @@ def create_app(settings: Settings) -> FastAPI:
 
     # Swagger UI and ReDoc from the package, not a CDN: hospital networks are often offline.
     app = FastAPIOffline(title="dicom-agent", description=DESCRIPTION, lifespan=lifespan)
-    app.state.agent = ApiState(settings, session_factory(engine), Spool(settings.spool_dir))
+    sessions = session_factory(engine)
+    spool = Spool(settings.spool_dir)
+    ingestor = Ingestor(spool, DatabaseRecorder(sessions))
+    app.state.agent = ApiState(settings, sessions, spool, ingestor)
     add_error_handlers(app)
-    for router in (jobs.router, studies.router, quarantine.router, metrics.router):
+    for router in (jobs.router, studies.router, quarantine.router, metrics.router, stow.router):
         app.include_router(router, dependencies=[Depends(require_token)])
     app.include_router(health.router)
     app.include_router(web.router)

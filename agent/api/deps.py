@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from agent.config import Settings
 from agent.db.session import database_errors, session_scope
+from agent.dimse.ingest import Ingestor
 from agent.spool import Spool
 
 
@@ -21,6 +22,7 @@ class ApiState:
     settings: Settings
     sessions: sessionmaker[Session]
     spool: Spool
+    ingestor: Ingestor  # STOW-RS in: the spool, indexed in the job database at once
 
 
 def api_state(request: Request) -> ApiState:

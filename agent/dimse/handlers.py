@@ -28,7 +28,7 @@ class StoreHandler:
                 part10.raw, calling_ae=calling_ae, sha256=part10.sha256
             )
         except Exception as exc:  # the guard: a failure status, the association lives on
-            self._log_failure(exc, calling_ae)
+            log_refusal(exc, f"C-STORE from {calling_ae!r}", log_phi=self._log_phi)
             return status_for(exc)
         self._log_stored(instance)
         return Status.SUCCESS
@@ -52,19 +52,21 @@ class StoreHandler:
                 instance.size_bytes,
             )
 
-    def _log_failure(self, exc: Exception, calling_ae: str) -> None:
-        """Log a failed C-STORE; exception messages may carry tag values, so only with PHI on."""
-        if self._log_phi:
-            LOGGER.error("C-STORE from %r failed", calling_ae, exc_info=exc)
-            return
-        if isinstance(exc, AgentError):
-            LOGGER.warning("C-STORE from %r refused: %s", calling_ae, type(exc).__name__)
-            return
-        frame = traceback.extract_tb(exc.__traceback__)[-1]
-        LOGGER.error(
-            "C-STORE from %r failed: %s at %s:%s (details with PHI logging on)",
-            calling_ae,
-            type(exc).__name__,
-            frame.filename,
-            frame.lineno,
-        )
+
+def log_refusal(exc: Exception, what: str, *, log_phi: bool) -> None:
+    """Log why an instance was not stored (`what`: the request, e.g. "C-STORE from 'CT1'");
+    exception messages may carry tag values, so only with PHI logging on."""
+    if log_phi:
+        LOGGER.error("%s failed", what, exc_info=exc)
+        return
+    if isinstance(exc, AgentError):
+        LOGGER.warning("%s refused: %s", what, type(exc).__name__)
+        return
+    frame = traceback.extract_tb(exc.__traceback__)[-1]
+    LOGGER.error(
+        "%s failed: %s at %s:%s (details with PHI logging on)",
+        what,
+        type(exc).__name__,
+        frame.filename,
+        frame.lineno,
+    )

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from agent.dimse.header import InstanceHeader, read_header
-from agent.errors import SpoolError, UnparsableInstanceError
+from agent.errors import SpoolError, StudyMismatchError, UnparsableInstanceError
 from agent.group_commit import GroupCommit
 from agent.received import ReceivedInstance
 from agent.spool import Spool, StagedFile, instance_relative_path
@@ -53,13 +53,21 @@ class Ingestor:
         self._recorder = recorder
         self._commits: GroupCommit[_Staged, ReceivedInstance] = GroupCommit(self._commit, max_batch)
 
-    def ingest(self, raw: bytes, *, calling_ae: str, sha256: str | None = None) -> ReceivedInstance:
+    def ingest(
+        self,
+        raw: bytes,
+        *,
+        calling_ae: str,
+        sha256: str | None = None,
+        study_instance_uid: str | None = None,
+    ) -> ReceivedInstance:
         """Make `raw` durable and recorded, or quarantine it and raise. `sha256`: the digest
-        of `raw` if the caller has it already (the acceptor hashes while receiving).
+        of `raw` if the caller has it already (the acceptor hashes while receiving);
+        `study_instance_uid`: the study the instance must belong to (STOW-RS to one study).
 
-        Raises `UnparsableInstanceError` (after quarantining), `SpoolError` (nothing kept:
-        the sender must retry) or whatever the recorder raises (the bytes stay spooled, and
-        a re-send records them again).
+        Raises `UnparsableInstanceError` (after quarantining), `StudyMismatchError` (nothing
+        kept), `SpoolError` (nothing kept: the sender must retry) or whatever the recorder
+        raises (the bytes stay spooled, and a re-send records them again).
         """
         try:
             header = read_header(raw)
@@ -67,6 +75,10 @@ class Ingestor:
             path = self._spool.quarantine(raw, exc.reason, calling_ae)
             LOGGER.warning("quarantined %d bytes from %r as %s", len(raw), calling_ae, path.name)
             raise
+        if study_instance_uid is not None and header.study_instance_uid != study_instance_uid:
+            raise StudyMismatchError(
+                f"instance of study {header.study_instance_uid} sent to study {study_instance_uid}"
+            )
         staged = self._spool.stage(raw, sha256=sha256)
         return self._commits.submit(_Staged(header, staged, calling_ae))
 

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import subprocess
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent.api.app import create_app
@@ -20,6 +16,7 @@ from agent.config import Settings
 from agent.db.migrate import upgrade
 from agent.db.session import create_db_engine, session_factory
 from agent.spool import Spool
+from tests.support.http import served
 
 pytestmark = pytest.mark.integration
 
@@ -55,20 +52,8 @@ def settings(tmp_path: Path, seed_jobs: SeedJobs) -> Settings:
 
 @pytest.fixture
 def base_url(settings: Settings) -> Iterator[str]:
-    """The app served by uvicorn on a free port of 127.0.0.1, in a background thread."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=10)
-    listener.close()
+    with served(create_app(settings)) as url:
+        yield url
 
 
 def _dump_dom(url: str, profile: Path) -> str:

@@ -16,6 +16,7 @@ from agent.dimse.status import Status, status_for
 from agent.errors import (
     SopClassMismatchError,
     SpoolFullError,
+    StudyMismatchError,
     UnparsableInstanceError,
 )
 from agent.received import ReceivedInstance
@@ -100,6 +101,19 @@ def test_ingest_quarantines_what_it_cannot_read(tmp_path: Path) -> None:
     assert quarantined.calling_ae == "CT01"
     assert quarantined.reason.startswith("cannot read the DICOM header")
     assert recorder.instances == []
+
+
+def test_ingest_for_one_study_refuses_an_instance_of_another(tmp_path: Path) -> None:
+    spool, recorder = Spool(tmp_path), ListRecorder()
+    raw = ct_small().read_bytes()
+    study = dcmread(ct_small()).StudyInstanceUID
+
+    with pytest.raises(StudyMismatchError):
+        Ingestor(spool, recorder).ingest(raw, calling_ae="STOW-RS", study_instance_uid="1.2.3")
+    kept = Ingestor(spool, recorder).ingest(raw, calling_ae="STOW-RS", study_instance_uid=study)
+
+    assert recorder.instances == [kept]
+    assert spool.list_quarantine() == []
 
 
 def test_a_failing_recorder_leaves_the_bytes_spooled(tmp_path: Path) -> None:

@@ -70,16 +70,19 @@ def tuning_tables(
     return tables, [a + b for a, b in zip(seconds, more, strict=True)]
 
 
-def choose_thresholds(tables: list[CaseTable]) -> tuple[dict[str, float], dict[str, object]]:
-    """The detector and blob classifier thresholds that find the most nodules within the
-    false-positive budget; among equals, fewer false positives, then higher thresholds."""
+def choose_thresholds(
+    tables: list[CaseTable], max_false_positives: float = MAX_FALSE_POSITIVES_PER_SCAN
+) -> tuple[dict[str, float], dict[str, object]]:
+    """The detector and blob classifier thresholds that find the most nodules within
+    `max_false_positives` per scan; among equals, fewer false positives, then higher
+    thresholds."""
     best: tuple[tuple[int, float, float], dict[str, float]] | None = None
     for detector in DETECTOR_GRID:
         for blob in BLOB_GRID:
             chosen = {DETECTOR: float(detector), BLOB: float(blob)}
             cases = [outcome(table, chosen) for table in tables]
             false_positives = sum(case.false_positives for case in cases) / len(cases)
-            if false_positives > MAX_FALSE_POSITIVES_PER_SCAN:
+            if false_positives > max_false_positives:
                 continue
             found = sum(nodule.detected for case in cases for nodule in case.nodules)
             key = (found, -false_positives, float(detector + blob))
@@ -95,6 +98,12 @@ def main() -> None:
     parser.add_argument("--split", choices=["evaluation", "validation"], default="evaluation")
     parser.add_argument(
         "--tune", action="store_true", help="choose the classifier threshold (validation only)"
+    )
+    parser.add_argument(
+        "--max-false-positives",
+        type=float,
+        default=MAX_FALSE_POSITIVES_PER_SCAN,
+        help="the false positives per validation scan --tune may spend",
     )
     parser.add_argument("--weights", type=Path, default=WEIGHTS_DIR)
     parser.add_argument("--output", type=Path, default=Path("scratch/evaluation.json"))
@@ -112,9 +121,9 @@ def main() -> None:
     metadata = json.loads(metadata_path.read_text())
     if args.tune:
         tables, seconds = tuning_tables(pipeline, seeds)
-        chosen, summary = choose_thresholds(tables)
+        chosen, summary = choose_thresholds(tables, args.max_false_positives)
         metadata["thresholds"].update(classifier=chosen[DETECTOR], blob_classifier=chosen[BLOB])
-        summary["thresholds"] = chosen
+        summary.update(thresholds=chosen, max_false_positives=args.max_false_positives)
     else:  # the pipeline applies its own thresholds: every lesion it reports counts
         tables, seconds = run_cases(pipeline, seeds, PIPELINE)
         summary = summarise([outcome(table, {PIPELINE: 0.0}) for table in tables])

@@ -53,3 +53,19 @@ def test_the_chosen_thresholds_find_the_most_within_the_false_positive_budget() 
     assert chosen[DETECTOR] > 0.6 and 0.9 < chosen[BLOB] <= 0.97
     assert summary["false_positives_per_scan"] == 0.0
     assert summary["sensitivity_6mm_and_larger"] == 1.0
+
+
+def test_a_larger_false_positive_budget_buys_the_nodule_ranked_below_a_false_positive() -> None:
+    truth, detector, blobs = a_case()
+    nodules = [(8.0, "solid", "free"), (4.0, "solid", "free")]
+    table = merge(
+        tabulate(truth, detector, [0.95, 0.6], nodules, DETECTOR),
+        tabulate(truth, blobs, [0.85, 0.9], nodules, BLOB),  # the blob nodule under its FP
+    )
+
+    strict, strict_summary = choose_thresholds([table], max_false_positives=0.0)
+    loose, loose_summary = choose_thresholds([table], max_false_positives=1.0)
+
+    assert strict[BLOB] > 0.9 and strict_summary["false_positives_per_scan"] == 0.0
+    assert loose[BLOB] <= 0.85 and loose_summary["false_positives_per_scan"] == 1.0
+    assert loose_summary["sensitivity_by_size"]["3-6 mm"]["detected"] == 1  # type: ignore[index]

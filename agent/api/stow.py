@@ -3,7 +3,8 @@
 A PACS or modality that speaks DICOMweb sends a `multipart/related; type="application/dicom"`
 body, one DICOM file per part. Each part takes the C-STORE path (`Ingestor.ingest`): durable
 in the spool and recorded before it counts as stored, unparsable bytes kept in quarantine
-with their reason. Parts are stored as they arrive; the body is never held whole.
+with their reason. Parts are stored as they arrive, up to `PARTS_IN_FLIGHT` at once so
+that they share fsyncs and commits; the body is never held whole.
 
 The answer is a Store Instances Response in DICOM JSON: Referenced SOP Sequence for the
 stored instances, Failed SOP Sequence with a Failure Reason (the C-STORE status codes, and
@@ -13,6 +14,7 @@ all were stored, 202 when some were, 409 when none was.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +34,8 @@ from agent.errors import StudyMismatchError, UnparsableInstanceError
 LOGGER = logging.getLogger(__name__)
 router = APIRouter(prefix="/dicom-web", tags=["dicomweb"])
 
+PARTS_IN_FLIGHT = 16
+"""Parts being stored at once: they share their fsyncs and database commits (`Ingestor`)."""
 STOW_PEER = "STOW-RS"
 """Recorded as the calling AE title of instances received over STOW-RS."""
 DICOM = "application/dicom"
@@ -89,20 +93,28 @@ async def store_study_instances(study: str, request: Request) -> JSONResponse:
 async def _store(request: Request, study: str | None) -> JSONResponse:
     reader = _reader(request.headers.get("content-type", ""))
     state = api_state(request)
-    log_phi = state.settings.log_phi
-    outcomes: list[Outcome] = []
+    in_flight = asyncio.Semaphore(PARTS_IN_FLIGHT)
+    tasks: list[asyncio.Task[Outcome]] = []
+
+    async def store(part: bytes) -> Outcome:
+        try:
+            return await run_in_threadpool(
+                store_part, state.ingestor, part, study, log_phi=state.settings.log_phi
+            )
+        finally:
+            in_flight.release()
+
     try:
         async for chunk in request.stream():
             for part in reader.feed(chunk):
-                outcome = await run_in_threadpool(
-                    store_part, state.ingestor, part, study, log_phi=log_phi
-                )
-                outcomes.append(outcome)
+                await in_flight.acquire()
+                tasks.append(asyncio.create_task(store(part)))
         reader.finish()
     except MultipartError as exc:
-        LOGGER.warning("STOW-RS body refused after %d parts: %s", len(outcomes), exc)
+        await asyncio.gather(*tasks)  # what was read is stored all the same
+        LOGGER.warning("STOW-RS body refused after %d parts: %s", len(tasks), exc)
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from exc
-    return response(outcomes)
+    return response(list(await asyncio.gather(*tasks)))
 
 
 def _reader(content_type: str) -> MultipartReader:

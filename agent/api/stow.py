@@ -25,6 +25,14 @@ from fastapi.responses import JSONResponse
 
 from agent.api.deps import api_state
 from agent.dicomweb.multipart import MediaType, MultipartError, MultipartReader
+from agent.dicomweb.store_response import (
+    DICOM_JSON,
+    FAILED_SOP_SEQUENCE,
+    FAILURE_REASON,
+    REFERENCED_SOP_CLASS_UID,
+    REFERENCED_SOP_INSTANCE_UID,
+    REFERENCED_SOP_SEQUENCE,
+)
 from agent.dimse.handlers import log_refusal
 from agent.dimse.header import read_header
 from agent.dimse.ingest import Ingestor
@@ -39,13 +47,7 @@ PARTS_IN_FLIGHT = 16
 STOW_PEER = "STOW-RS"
 """Recorded as the calling AE title of instances received over STOW-RS."""
 DICOM = "application/dicom"
-DICOM_JSON = "application/dicom+json"
 STUDY_MISMATCH = 0xA901
-REFERENCED_SOP_SEQUENCE = "00081199"
-FAILED_SOP_SEQUENCE = "00081198"
-REFERENCED_SOP_CLASS_UID = "00081150"
-REFERENCED_SOP_INSTANCE_UID = "00081155"
-FAILURE_REASON = "00081197"
 REQUEST_BODY = {
     "requestBody": {
         "required": True,

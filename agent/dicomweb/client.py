@@ -15,10 +15,13 @@ from typing import Any
 
 import httpx
 
-DICOM_JSON = "application/dicom+json"
-FAILED_SOP_SEQUENCE = "00081198"
-FAILURE_REASON = "00081197"
-REFERENCED_SOP_INSTANCE_UID = "00081155"
+from agent.dicomweb.store_response import (
+    DICOM_JSON,
+    FAILED_SOP_SEQUENCE,
+    FAILURE_REASON,
+    REFERENCED_SOP_INSTANCE_UID,
+)
+
 TRANSIENT_STATUSES = frozenset({408, 425, 429})
 TIMEOUT_SECONDS = 60.0
 

@@ -17,10 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from pydicom import dcmread
 
+from agent.api.app import create_app
+from agent.config import ApiSettings
 from agent.db.enums import JobState, SeriesState
 from agent.db.models import Job
+from agent.dicomweb.client import multipart
 from agent.jobs import parse_stage
 from agent.serve import Node
 from models.reference.phantom import Geometry
@@ -95,6 +99,30 @@ def test_series_in_results_out(
     skipped = series_by_number(deployment, LOCALIZER_SERIES_NUMBER)
     assert skipped.state == SeriesState.SKIPPED
     assert skipped.skip_reason == LOCALIZER_SKIP_REASON
+
+
+def test_a_study_sent_by_stow_rs_becomes_a_job(
+    deployment: Deployment, node: Node, study: CtStudy
+) -> None:
+    settings = deployment.settings.model_copy(update={"api": ApiSettings(tokens=["flow"])})
+    body = multipart([path.read_bytes() for path in study.files], "flow-boundary")
+    content_type = 'multipart/related; type="application/dicom"; boundary=flow-boundary'
+
+    with TestClient(create_app(settings), headers={"Authorization": "Bearer flow"}) as client:
+        answer = client.post(
+            "/dicom-web/studies", content=body, headers={"Content-Type": content_type}
+        )
+
+    assert answer.status_code == 200, answer.text
+    wait_for("the job", deployment, lambda: the_job(deployment, JobState.QUEUED))
+    wait_for(
+        "the localizer skipped",
+        deployment,
+        lambda: series_state(deployment, LOCALIZER_SERIES_NUMBER) == SeriesState.SKIPPED,
+    )
+    assert series_by_number(deployment, LOCALIZER_SERIES_NUMBER).skip_reason == (
+        LOCALIZER_SKIP_REASON
+    )
 
 
 def test_job_of_a_killed_worker_is_taken_over(

@@ -9,7 +9,8 @@ import torch
 from monai.inferers import sliding_window_inference
 from torch import nn
 
-# bf16 autocast on CPU: measured in bench/inference.py; the pipelines use it where results hold.
+# bf16 autocast on CPU: measured in bench/inference.py; the pipelines use it where results hold
+# and where the CPU computes bf16 itself. "1" forces it on, "0" off; unset: `cpu_runs_bf16()`.
 CPU_BF16_ENV = "DICOM_AGENT_CPU_BF16"
 
 
@@ -27,12 +28,21 @@ class Runtime:
 
 
 def pick_runtime(cpu_bf16: bool | None = None) -> Runtime:
-    """CUDA with fp16 autocast when present, else CPU (bf16 autocast unless switched off)."""
+    """CUDA with fp16 autocast when present, else CPU: bf16 autocast where the CPU runs bf16
+    (or `CPU_BF16_ENV` says so), fp32 otherwise."""
     if torch.cuda.is_available():
         return Runtime(torch.device("cuda"), torch.float16)
     if cpu_bf16 is None:
-        cpu_bf16 = os.environ.get(CPU_BF16_ENV, "1") != "0"
+        setting = os.environ.get(CPU_BF16_ENV, "")
+        cpu_bf16 = setting == "1" if setting in ("0", "1") else cpu_runs_bf16()
     return Runtime(torch.device("cpu"), torch.bfloat16 if cpu_bf16 else None)
+
+
+def cpu_runs_bf16() -> bool:
+    """Whether oneDNN has bf16 kernels for this CPU (AVX-512 or newer). Without them bf16
+    convolutions fall back to a reference path: on an AVX2-only AMD EPYC (session 7) the U-Net
+    took 5.2 s in bf16 against 0.30 s in fp32 for one 64x96x96 window."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def channels_last(model: nn.Module) -> nn.Module:

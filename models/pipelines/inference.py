@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 
 import torch
 from monai.inferers import sliding_window_inference
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 # bf16 autocast on CPU: measured in bench/inference.py; the pipelines use it where results hold
 # and where the CPU computes bf16 itself. "1" forces it on, "0" off; unset: `cpu_runs_bf16()`.
@@ -52,7 +54,27 @@ def channels_last(model: nn.Module) -> nn.Module:
 
 
 def prepare(model: nn.Module, runtime: Runtime) -> nn.Module:
-    return channels_last(model.to(runtime.device).eval())
+    """The model for inference on `runtime`: eval mode, channels-last, and in fp32 its batch
+    norms folded into the convolutions before them."""
+    model = model.to(runtime.device).eval()
+    if runtime.autocast_dtype is None:
+        fold_batch_norms(model)
+    return channels_last(model)
+
+
+def fold_batch_norms(model: nn.Module) -> None:
+    """Fold every BatchNorm3d that follows a Conv3d in a Sequential into that convolution, in
+    place (eval mode). The same function in fp32 up to rounding (the candidate classifier's
+    sigmoid moved by at most 3e-7), a quarter less time for the classifier on this CPU. Not
+    under bf16 autocast: there it moved scores by up to 0.006 (docs/models.md)."""
+    for module in model.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        children = list(module)
+        for index, (conv, norm) in enumerate(itertools.pairwise(children)):
+            if isinstance(conv, nn.Conv3d) and isinstance(norm, nn.BatchNorm3d):
+                module[index] = fuse_conv_bn_eval(conv, norm)
+                module[index + 1] = nn.Identity()
 
 
 def autocast(runtime: Runtime) -> torch.autocast:

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from models.pipelines import inference
-from models.pipelines.inference import CPU_BF16_ENV, pick_runtime
+from models.pipelines.inference import CPU_BF16_ENV, Runtime, pick_runtime, prepare
+from models.reference.network import CandidateClassifier
 
 pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is picked first")
 
@@ -33,3 +34,27 @@ def test_the_environment_overrides_the_cpu_check(
 
 def test_the_cpu_check_runs_on_this_torch() -> None:
     assert isinstance(inference.cpu_runs_bf16(), bool)
+
+
+def test_folded_batch_norms_give_the_same_scores() -> None:
+    torch.manual_seed(0)
+    model = CandidateClassifier()
+    for norm in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm3d)):
+        norm.running_mean.uniform_(-0.5, 0.5)
+        norm.running_var.uniform_(0.5, 2.0)
+        torch.nn.init.uniform_(norm.weight, 0.5, 1.5)
+        torch.nn.init.uniform_(norm.bias, -0.2, 0.2)
+    inputs = torch.rand(4, 2, 32, 32, 32)
+    with torch.inference_mode():
+        expected = model.eval()(inputs)
+        folded = prepare(model, Runtime(torch.device("cpu"), None))
+        scores = folded(inputs.contiguous(memory_format=torch.channels_last_3d))
+
+    assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in folded.modules())
+    assert torch.allclose(scores, expected, atol=1e-4)
+
+
+def test_batch_norms_stay_under_autocast() -> None:
+    model = prepare(CandidateClassifier(), Runtime(torch.device("cpu"), torch.bfloat16))
+
+    assert any(isinstance(m, torch.nn.BatchNorm3d) for m in model.modules())

@@ -24,7 +24,14 @@ import torch
 from monai.losses import DiceCELoss
 from torch.utils.data import DataLoader, IterableDataset
 
-from models.pipelines.inference import channels_last, pick_runtime, prepare
+from models.pipelines.inference import (
+    Runtime,
+    autocast,
+    channels_last,
+    cpu_runs_bf16,
+    pick_runtime,
+    prepare,
+)
 from models.pipelines.lung_nodule import Thresholds
 from models.reference.classifier_training import mine, train_classifier
 from models.reference.network import (
@@ -66,11 +73,12 @@ def train_detector(seed: int, steps: int, batch: int, scratch: Path) -> dict[str
     stream = DataLoader(
         PatchStream(seed * 10_000, 24), batch_size=batch, num_workers=1, prefetch_factor=8
     )
+    runtime = Runtime(torch.device("cpu"), torch.bfloat16 if cpu_runs_bf16() else None)
     started, running = time.perf_counter(), 0.0
     model.train()
     for step, (image, target) in enumerate(itertools.islice(stream, steps), start=1):
         optimiser.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with autocast(runtime):  # bf16 only where the CPU has bf16 kernels
             output = model(image.to(memory_format=torch.channels_last_3d))
         loss = loss_fn(output.float(), target)
         loss.backward()
@@ -93,6 +101,7 @@ def train_detector(seed: int, steps: int, batch: int, scratch: Path) -> dict[str
         "final_loss": running,
         "seconds": time.perf_counter() - started,
         "generator_version": GENERATOR_VERSION,
+        "precision": runtime.name,
     }
 
 

@@ -4,7 +4,7 @@ classifier, lesions.
 run(volume): orient -> coarse lung mask -> crop to the lungs -> resample to the working grid ->
 sliding-window U-Net -> candidates (threshold, size, inside the lungs) plus round blobs the U-Net
 missed -> classifier confidence -> each kept one drawn on the original grid (the U-Net's
-probability, or a blob's half-maximum outline) -> measurements.
+probability, or a blob's half-maximum outline, then redrawn at half maximum) -> measurements.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from models.pipelines.candidates import (
     classifier_inputs,
     find_candidates,
 )
-from models.pipelines.half_maximum import half_maximum_mask
+from models.pipelines.half_maximum import half_maximum_mask, refine_outline
 from models.pipelines.inference import (
     Runtime,
     autocast,
@@ -197,8 +197,9 @@ def paint_lesions(
     hu: np.ndarray,
     spacing: tuple[float, float, float],
 ) -> dict[int, float]:
-    """Write each kept candidate, on the original grid, into `lesion_map`: a detector
-    component as its resampled probability, a blob by its half-maximum outline."""
+    """Write each kept candidate, on the original grid, into `lesion_map`: first outlined as
+    a detector component by its resampled probability, a blob by its half-maximum outline,
+    then redrawn at half maximum from there (`refine_outline`)."""
     crop_shape = tuple(part.stop - part.start for part in box)
     confidences: dict[int, float] = {}
     for candidate, confidence in sorted(kept, key=lambda item: -item[0].max_probability):
@@ -211,6 +212,7 @@ def paint_lesions(
             native_box, mask = _native_mask(probability, crop_shape, candidate)
         if not mask.any():
             continue
+        native_box, mask = refine_outline(hu[box], native_box, mask, spacing)
         index = len(confidences) + 1
         target = lesion_map[box][native_box]
         target[mask & (target == 0)] = index

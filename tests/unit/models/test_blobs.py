@@ -1,4 +1,4 @@
-"""Blob candidates and their half-maximum outline, on analytic spheres and tubes."""
+"""Blob candidates and half-maximum outlines, on analytic spheres and tubes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from scipy import ndimage
 
 from models.pipelines.blobs import PEAK_WINDOW, Blob, find_blobs, local_maxima
 from models.pipelines.candidates import BLOB_LABEL, blob_candidates
-from models.pipelines.half_maximum import half_maximum_mask
+from models.pipelines.half_maximum import half_maximum_mask, refine_outline
 from models.preprocess import HU_RANGE
 from models.reference.classifier_training import is_nodule
 
@@ -91,6 +91,62 @@ def test_the_half_maximum_outline_matches_a_partial_volume_sphere(
     outline[box] = mask
     dice = 2 * (outline & inside).sum() / (outline.sum() + inside.sum())
     assert dice >= 0.8
+
+
+def _dice(box: tuple[slice, ...], mask: np.ndarray, truth: np.ndarray) -> float:
+    outline = np.zeros(truth.shape, dtype=bool)
+    outline[box] = mask
+    return float(2 * (outline & truth).sum() / (outline.sum() + truth.sum()))
+
+
+def _ball(
+    shape: tuple[int, ...], spacing: np.ndarray, centre: np.ndarray, radius: float
+) -> np.ndarray:
+    offsets = (np.indices(shape).T - centre / spacing).T * spacing[:, None, None, None]
+    ball: np.ndarray = np.sqrt((offsets**2).sum(axis=0)) <= radius
+    return ball
+
+
+@pytest.mark.parametrize("diameter", [6.0, 10.0, 16.0])
+@pytest.mark.parametrize("spacing", [(1.0, 0.7, 0.7), (2.5, 0.8, 0.8)])
+def test_an_outline_drawn_too_small_is_redrawn_at_the_edge(
+    diameter: float, spacing: tuple[float, float, float]
+) -> None:
+    centre = np.array([20.3, 21.1, 19.7])
+    shape = tuple(int(40 / s) for s in spacing)
+    hu, inside = _partial_volume_sphere(shape, spacing, centre, diameter / 2)  # type: ignore[arg-type]
+    first = _ball(hu.shape, np.array(spacing), centre, 0.4 * diameter)  # about half the volume
+    box = tuple(slice(0, n) for n in hu.shape)
+
+    refined_box, refined = refine_outline(hu, box, first, spacing)
+
+    assert _dice(box, first, inside) < 0.75
+    assert _dice(refined_box, refined, inside) >= 0.85
+
+
+def test_a_part_solid_outline_takes_in_the_ground_glass_around_its_core() -> None:
+    spacing = (1.0, 0.7, 0.7)
+    shape = (40, 57, 57)
+    centre = np.array([20.0, 20.0, 20.0])
+    shell, inside = _partial_volume_sphere(shape, spacing, centre, 6.0)
+    core, _ = _partial_volume_sphere(shape, spacing, centre, 2.5)
+    ground_glass = LUNG_HU + (shell - LUNG_HU) * (-550.0 - LUNG_HU) / (NODULE_HU - LUNG_HU)
+    hu = np.maximum(ground_glass, core)
+    first = _ball(shape, np.array(spacing), centre, 4.8)  # the core and half the shell
+    box = tuple(slice(0, n) for n in shape)
+
+    refined_box, refined = refine_outline(hu, box, first, spacing)
+
+    assert _dice(refined_box, refined, inside) >= 0.85 > _dice(box, first, inside)
+
+
+def test_an_outline_without_contrast_is_kept_as_it_is() -> None:
+    hu = np.full((30, 30, 30), LUNG_HU)
+    first = np.zeros((6, 6, 6), dtype=bool)
+    first[2:4, 2:4, 2:4] = True
+    box = (slice(10, 16), slice(10, 16), slice(10, 16))
+
+    assert refine_outline(hu, box, first, (1.0, 1.0, 1.0)) == (box, first)
 
 
 def test_blobs_the_detector_already_covers_are_no_new_candidates() -> None:

@@ -213,9 +213,12 @@ def paint_lesions(
         if not mask.any():
             continue
         native_box, mask = refine_outline(hu[box], native_box, mask, spacing)
-        index = len(confidences) + 1
         target = lesion_map[box][native_box]
-        target[mask & (target == 0)] = index
+        free = mask & (target == 0)
+        if not free.any():  # all of it drawn already, by a likelier lesion
+            continue
+        index = len(confidences) + 1
+        target[free] = index
         confidences[index] = confidence
     return confidences
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -26,17 +27,26 @@ MINING_THRESHOLD = 0.3
 MINING_MIN_VOLUME_MM3 = 3.0
 
 
+@dataclass(frozen=True)
+class Mined:
+    """Classifier inputs, labels (1 = a true nodule) and which candidates are blobs."""
+
+    inputs: torch.Tensor
+    labels: torch.Tensor
+    blobs: torch.Tensor  # bool per candidate
+
+    def detector_candidates(self) -> Mined:
+        keep = ~self.blobs
+        return Mined(self.inputs[keep], self.labels[keep], self.blobs[keep])
+
+
 def mine(
-    detector: nn.Module,
-    seeds: range,
-    runtime: Runtime,
-    with_blobs: bool,
-    nodules_per_slab: int | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Classifier inputs and labels (1 = a true nodule) for every detector candidate, and with
-    `with_blobs` every blob candidate too, on training slabs of `nodules_per_slab` nodules
-    (None: the usual 1-6; more give more true candidates for the same mining time)."""
-    inputs, labels = [], []
+    detector: nn.Module, seeds: range, runtime: Runtime, nodules_per_slab: int | None = None
+) -> Mined:
+    """Every detector candidate and every blob candidate on training slabs of
+    `nodules_per_slab` nodules (None: the usual 1-6; more give more true candidates for the
+    same mining time), in order of discovery."""
+    inputs, labels, blobs = [], [], []
     for count, seed in enumerate(seeds, start=1):
         sample = on_working_grid(training_phantom(seed, nodules_per_slab))
         probability = sliding_window_probability(detector, sample.image, runtime)
@@ -48,18 +58,18 @@ def mine(
             MINING_THRESHOLD,
             MINING_MIN_VOLUME_MM3,
         )
-        if with_blobs:
-            candidates += blob_candidates(
-                find_blobs(sample.image.numpy(), lungs.numpy()), probability.numpy(), components
-            )
+        candidates += blob_candidates(
+            find_blobs(sample.image.numpy(), lungs.numpy()), probability.numpy(), components
+        )
         target = sample.target.numpy() > 0
         labels += [is_nodule(c, target, components) for c in candidates]
+        blobs += [c.label == BLOB_LABEL for c in candidates]
         inputs.append(classifier_inputs(sample.image, probability, candidates))
         if count % 20 == 0:
             log.info(
                 "mined %d phantoms, %d candidates, %d true", count, len(labels), int(sum(labels))
             )
-    return torch.cat(inputs), torch.tensor(labels)
+    return Mined(torch.cat(inputs), torch.tensor(labels), torch.tensor(blobs, dtype=torch.bool))
 
 
 def is_nodule(candidate: Candidate, target: np.ndarray, components: np.ndarray) -> float:

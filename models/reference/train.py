@@ -1,12 +1,12 @@
 """Reproduce the shipped reference weights: `python -m models.reference.train [--seed N]`.
 
 Stage 1 trains the U-Net detector on random 64 mm patches of freshly generated phantom slabs
-(positive-biased sampling, Dice + cross-entropy). Stage 2 mines the trained detector's candidates
-on further phantoms and trains the candidate classifier that rejects false positives. The
-blob-classifier stage mines the same phantoms for detector and blob candidates
-(`models.pipelines.blobs`) and trains the classifier that judges the blobs. The mined slabs
-carry 12 nodules each (`--classifier-nodules`): four times the true candidates of the usual
-1-6 for the same mining time (release 0.4.0).
+(positive-biased sampling, Dice + cross-entropy). Stage 2 (`--stage classifiers`) runs the
+trained detector and the blob filter (`models.pipelines.blobs`) once over further phantoms and
+trains two candidate classifiers on what they propose: one for the detector's candidates, one
+for the blobs (trained on both kinds). The mined slabs carry 12 nodules each
+(`--classifier-nodules`): four times the true candidates of the usual 1-6 for the same mining
+time (release 0.4.0).
 """
 
 from __future__ import annotations
@@ -107,19 +107,27 @@ def train_detector(seed: int, steps: int, batch: int, scratch: Path) -> dict[str
 
 
 def run_classifier_stage(
-    seed: int, phantoms: int, steps: int, with_blobs: bool, nodules_per_slab: int | None
+    seed: int, phantoms: int, steps: tuple[int, int], nodules_per_slab: int | None
 ) -> dict[str, object]:
-    """Stage 2: the detector candidates' classifier (`classifier.pt`), or with `with_blobs`
-    the blob candidates' (`blob_classifier.pt`, trained on both kinds of candidate)."""
+    """Stage 2: mine the detector's and the blob filter's candidates once, then train the
+    detector candidates' classifier (`classifier.pt`) on the detector's candidates and the
+    blob candidates' (`blob_classifier.pt`) on both kinds; `steps` is theirs, in that order."""
     detector = load_weights(build_detector(), WEIGHTS_DIR / "detector.pt")
     first = (seed * 10_000 + 5_000) % TRAINING_SEED_LIMIT
     runtime = pick_runtime()
-    seeds = range(first, first + phantoms)
-    inputs, labels = mine(prepare(detector, runtime), seeds, runtime, with_blobs, nodules_per_slab)
-    model, report = train_classifier(inputs, labels, steps, seed)
-    name = "blob_classifier.pt" if with_blobs else "classifier.pt"
-    save_weights(model.state_dict(), WEIGHTS_DIR / name)
-    return {**report, "generator_version": GENERATOR_VERSION}
+    started = time.perf_counter()
+    mined = mine(
+        prepare(detector, runtime), range(first, first + phantoms), runtime, nodules_per_slab
+    )
+    report: dict[str, object] = {"mining_seconds": time.perf_counter() - started}
+    for key, data, count in (
+        ("classifier", mined.detector_candidates(), steps[0]),
+        ("blob_classifier", mined, steps[1]),
+    ):
+        model, trained = train_classifier(data.inputs, data.labels, count, seed)
+        save_weights(model.state_dict(), WEIGHTS_DIR / f"{key}.pt")
+        report[key] = {**trained, "generator_version": GENERATOR_VERSION}
+    return report
 
 
 def write_metadata(args: argparse.Namespace, report: dict[str, object]) -> None:
@@ -166,9 +174,7 @@ def main() -> None:
         help="nodules per slab mined for the classifiers (0: 1-6, as the detector's slabs)",
     )
     parser.add_argument("--scratch", type=Path, default=Path("scratch/train"))
-    parser.add_argument(
-        "--stage", choices=["all", "detector", "classifier", "blob-classifier"], default="all"
-    )
+    parser.add_argument("--stage", choices=["all", "detector", "classifiers"], default="all")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(2)
@@ -179,26 +185,18 @@ def main() -> None:
             args.seed, args.detector_steps, args.batch, args.scratch
         )
         report["detector_steps"] = args.detector_steps
-    if args.stage in ("all", "classifier"):
-        report["classifier"] = run_classifier_stage(
-            args.seed,
-            args.classifier_phantoms,
-            args.classifier_steps,
-            False,
-            args.classifier_nodules or None,
+    if args.stage in ("all", "classifiers"):
+        report.update(
+            run_classifier_stage(
+                args.seed,
+                args.classifier_phantoms,
+                (args.classifier_steps, args.blob_classifier_steps),
+                args.classifier_nodules or None,
+            )
         )
         report["classifier_nodules_per_slab"] = args.classifier_nodules
         report["classifier_phantoms"] = args.classifier_phantoms
         report["classifier_steps"] = args.classifier_steps
-    if args.stage in ("all", "blob-classifier"):
-        report["blob_classifier"] = run_classifier_stage(
-            args.seed,
-            args.classifier_phantoms,
-            args.blob_classifier_steps,
-            True,
-            args.classifier_nodules or None,
-        )
-        report["blob_classifier_nodules_per_slab"] = args.classifier_nodules
         report["blob_classifier_steps"] = args.blob_classifier_steps
     (args.scratch / f"train-{args.stage}.json").write_text(json.dumps(report, indent=2))
     write_metadata(args, report)

@@ -28,6 +28,7 @@ from workers.results.common import (
     ordered_source,
     processing_equipment,
 )
+from workers.results.image_library import image_library
 from workers.results.uids import OutputKind, device_uid
 
 CT_OF_CHEST = hd.sr.CodedConcept("169069000", "SCT", "Computed tomography of chest")
@@ -63,8 +64,8 @@ def encode_sr(
         observation_context=_observation_context(identity),
         procedure_reported=CT_OF_CHEST,
         imaging_measurements=groups,
-        referenced_images=images,
     )
+    _add_image_library(report, images)
     return hd.sr.Comprehensive3DSR(
         evidence=images if seg is None else [*images, seg],
         content=report,
@@ -80,6 +81,15 @@ def encode_sr(
         series_description=identity.series_description,
         contributing_equipment=[processing_equipment(identity)],
     )
+
+
+def _add_image_library(report: hd.sr.MeasurementReport, images: Sequence[Dataset]) -> None:
+    """Put the Image Library where TID 1500 has it: just before the Imaging Measurements."""
+    content = report[0].ContentSequence
+    (position,) = [
+        index for index, item in enumerate(content) if item.name == codes.DCM.ImagingMeasurements
+    ]
+    content.insert(position, image_library(images))
 
 
 def _observation_context(identity: ResultIdentity) -> hd.sr.ObservationContext:

@@ -212,9 +212,18 @@ def test_sr_names_the_algorithm_and_its_evidence(
         for item in sr.ContentSequence
         if item.ConceptNameCodeSequence[0].CodeValue == codes.DCM.ImageLibrary.value
     ]
-    entries = [entry for group in library.ContentSequence for entry in group.ContentSequence]
+    (group,) = library.ContentSequence
+    entries = [item for item in group.ContentSequence if item.ValueType == "IMAGE"]
     library_uids = [entry.ReferencedSOPSequence[0].ReferencedSOPInstanceUID for entry in entries]
     assert library_uids == list(volume.source_sop_instance_uids)
+    shared = {
+        item.ConceptNameCodeSequence[0].CodeValue: item
+        for item in group.ContentSequence
+        if item.ValueType != "IMAGE"
+    }
+    assert shared[codes.DCM.Modality.value].ConceptCodeSequence[0].CodeValue == "CT"
+    assert volume.frame_of_reference_uid == shared[codes.DCM.FrameOfReferenceUID.value].UID
+    assert codes.DCM.ImagePositionPatientZ.value not in shared  # differs per slice
 
 
 def test_sr_without_lesions_says_none_was_detected(

@@ -52,6 +52,10 @@ from models.volume import Volume
 SEGMENT = SegmentDescription(1, "Lung nodule", ABNORMAL_STRUCTURE, NODULE, LUNG)
 LUNG_MASK_STEP_MM = 2.0
 CROP_MARGIN_MM = 10.0
+CLASSIFIER_BATCH = 8
+"""Candidates scored at a time: on 2 cores (an AVX2 VM) 195 blob candidates took 1.8-1.9 s in
+batches of 8 against 2.3-2.6 s in one batch of 195, whose activations alone (400 MB a layer)
+also raised the pipeline's peak memory."""
 
 
 @dataclass(frozen=True)
@@ -165,7 +169,7 @@ class LungNodulePipeline:
         inputs = classifier_inputs(image, probability, candidates).to(self.runtime.device)
         inputs = inputs.float().contiguous(memory_format=torch.channels_last_3d)
         with torch.inference_mode(), autocast(self.runtime):
-            logits = classifier(inputs)
+            logits = torch.cat([classifier(batch) for batch in inputs.split(CLASSIFIER_BATCH)])
         return [float(v) for v in torch.sigmoid(logits.float()).cpu()]
 
 

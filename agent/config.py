@@ -269,6 +269,7 @@ class Settings(_Section):
     export_backoff_seconds: PositiveFloat = 2.0
     destinations: list[Destination] = Field(default_factory=_default_destinations)
     rules: list[Rule] = Field(default_factory=_default_rules)
+    models_dir: Path | None = None
     api: ApiSettings = ApiSettings()
     log_json: bool = False
     log_phi: bool = False

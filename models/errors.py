@@ -11,3 +11,7 @@ class NotAVolumeError(ModelsError):
 
 class PipelineNotFoundError(ModelsError):
     """No pipeline of that name is registered."""
+
+
+class BundleError(ModelsError):
+    """A MONAI bundle lacks what a pipeline needs; the message names what and where."""

@@ -157,7 +157,7 @@ def _run_claimed(session: Session, context: RunnerContext, job: Job) -> RunOutco
         source = _load_source(session, context.spool, job)
         volume = load_datasets(source)
     with stages.stage("infer"):
-        pipeline = get_pipeline(job.pipeline)
+        pipeline = get_pipeline(job.pipeline, context.settings.models_dir)
         findings = pipeline.run(volume)
     identity = ResultIdentity(job.id, pipeline.name, pipeline.version)
     with stages.stage("encode"):

@@ -1,4 +1,5 @@
-"""Pipelines by name: the shipped reference pipeline and TorchScript models found in a folder.
+"""Pipelines by name: the shipped reference pipeline, and the TorchScript models and MONAI
+bundles found in a models folder.
 
 Each pipeline is built (weights loaded) once per process and then reused.
 """
@@ -43,22 +44,34 @@ BUILTIN: dict[str, tuple[Callable[[], Pipeline], Callable[[], PipelineInfo]]] = 
 }
 
 
-def _torchscript_models(models_dir: Path | None) -> dict[str, Path]:
+@dataclass(frozen=True)
+class _UserModel:
+    kind: str  # "torchscript" or "monai-bundle"
+    path: Path
+    version: str
+
+
+def _user_models(models_dir: Path | None) -> dict[str, _UserModel]:
+    """TorchScript models (`<name>.pt` + `<name>.json`) and MONAI bundles (a folder each)."""
     if models_dir is None or not models_dir.is_dir():
         return {}
+    from models.pipelines.monai_bundle_layout import bundle_version, is_bundle
+
     found = {}
     for description in sorted(models_dir.glob("*.json")):
         model = description.with_suffix(".pt")
         if model.exists():
-            found[str(json.loads(description.read_text())["name"])] = model
+            spec = json.loads(description.read_text())
+            found[str(spec["name"])] = _UserModel("torchscript", model, str(spec["version"]))
+    for folder in sorted(p for p in models_dir.iterdir() if p.is_dir() and is_bundle(p)):
+        found[folder.name] = _UserModel("monai-bundle", folder, bundle_version(folder))
     return found
 
 
 def available(models_dir: Path | None = None) -> list[PipelineInfo]:
     infos = [info() for _, info in BUILTIN.values()]
-    for name, path in _torchscript_models(models_dir).items():
-        version = json.loads(path.with_suffix(".json").read_text())["version"]
-        infos.append(PipelineInfo(name, str(version), "torchscript", str(path)))
+    for name, model in _user_models(models_dir).items():
+        infos.append(PipelineInfo(name, model.version, model.kind, str(model.path)))
     return infos
 
 
@@ -67,10 +80,14 @@ def get_pipeline(name: str, models_dir: Path | None = None) -> Pipeline:
     """The pipeline called `name`, built on first use and cached for the process."""
     if name in BUILTIN:
         return BUILTIN[name][0]()
-    models = _torchscript_models(models_dir)
-    if name in models:
+    model = _user_models(models_dir).get(name)
+    if model is not None and model.kind == "torchscript":
         from models.pipelines.torchscript import TorchScriptPipeline
 
-        return TorchScriptPipeline(models[name])
+        return TorchScriptPipeline(model.path)
+    if model is not None:
+        from models.pipelines.monai_bundle import MonaiBundlePipeline
+
+        return MonaiBundlePipeline(model.path)
     known = [info.name for info in available(models_dir)]
     raise PipelineNotFoundError(f"no pipeline named {name!r}; known: {', '.join(known)}")

@@ -13,18 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import ndimage
 
-from models.findings import Code, Findings, SegmentDescription
+from models.findings import Findings
 from models.lesions import measure
 from models.orientation import canonical_flips
 from models.pipelines.inference import Runtime, pick_runtime
+from models.pipelines.segmentation import coded_segments, lesions_of
 from models.preprocess import resample, working_shape
 from models.volume import Volume
-
-
-def _code(triple: list[str]) -> Code:
-    return Code(str(triple[0]), str(triple[1]), str(triple[2]))
 
 
 class TorchScriptPipeline:
@@ -36,12 +32,7 @@ class TorchScriptPipeline:
         self.spacing = tuple(float(v) for v in spec["spacing"])
         self.hu_window = (float(spec["hu_window"][0]), float(spec["hu_window"][1]))
         self.roi = tuple(int(v) for v in spec.get("roi", (96, 96, 96)))
-        self.segments = tuple(
-            SegmentDescription(
-                int(s["label"]), str(s["name"]), _code(s["category"]), _code(s["type"])
-            )
-            for s in spec["segments"]
-        )
+        self.segments = coded_segments(spec["segments"])
         self.runtime = runtime or pick_runtime(cpu_bf16=False)
         self.model = torch.jit.load(str(model_path), map_location=self.runtime.device).eval()
 
@@ -62,13 +53,6 @@ class TorchScriptPipeline:
             .numpy()
         )
         label_map = np.ascontiguousarray(flips.undo(labels))
-        lesion_map = _lesions(label_map)
+        lesion_map = lesions_of(label_map)
         lesions = measure(volume, lesion_map, {})
         return Findings(self.name, self.version, label_map, lesion_map, self.segments, lesions)
-
-
-def _lesions(label_map: np.ndarray) -> np.ndarray:
-    """Connected components of all foreground labels, numbered from 1."""
-    lesion_map, _ = ndimage.label(label_map > 0, structure=np.ones((3, 3, 3)))
-    result: np.ndarray = lesion_map.astype(np.int32)
-    return result

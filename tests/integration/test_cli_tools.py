@@ -18,6 +18,7 @@ from agent.cli import app
 from agent.dimse.scp import start_scp
 from agent.received import ReceivedInstance
 from agent.spool import Spool
+from tests.support.bundles import write_bundle
 
 pytestmark = pytest.mark.integration
 
@@ -54,13 +55,17 @@ def _closed_port() -> int:
 
 
 def _config(
-    tmp_path: Path, destinations: list[dict[str, Any]], rules: list[dict[str, Any]] | None = None
+    tmp_path: Path,
+    destinations: list[dict[str, Any]],
+    rules: list[dict[str, Any]] | None = None,
+    models_dir: Path | None = None,
 ) -> Path:
     path = tmp_path / "agent.yaml"
     settings = {
         "spool_dir": str(tmp_path / "spool"),
         "destinations": destinations,
         "rules": rules or [],
+        "models_dir": None if models_dir is None else str(models_dir),
     }
     path.write_text(yaml.safe_dump(settings), encoding="utf-8")
     return path
@@ -89,6 +94,30 @@ def test_models_list(tmp_path: Path) -> None:
         ("spleen-seg", "torchscript"),
     ]
     assert json.loads(listed.stdout)[1]["version"] == "2.1"
+
+
+def test_models_list_reads_the_configured_models_dir(tmp_path: Path) -> None:
+    write_bundle(tmp_path / "models" / "dense-bundle")
+    config = _config(tmp_path, [], models_dir=tmp_path / "models")
+    listed = _run("--config", str(config), "models", "list", "--json")
+    assert listed.exit_code == 0, listed.output
+    assert [(m["name"], m["kind"]) for m in json.loads(listed.stdout)] == [
+        ("lung-nodule-reference", "reference"),
+        ("dense-bundle", "monai-bundle"),
+    ]
+    assert json.loads(listed.stdout)[1]["version"] == "0.2.0"
+
+
+def test_config_check_names_a_rule_whose_pipeline_is_not_installed(tmp_path: Path) -> None:
+    rule = {"name": "dense", "match": {}, "pipeline": "dense-bundle", "destinations": ["here"]}
+    here = [{"kind": "folder", "name": "here", "path": str(tmp_path / "out")}]
+    config = _config(tmp_path, here, [rule], models_dir=tmp_path / "models")
+    missing = _run("--config", str(config), "config", "check")
+    assert missing.exit_code == 1
+    assert "rule 'dense' runs pipeline 'dense-bundle', which is not installed" in missing.stderr
+    write_bundle(tmp_path / "models" / "dense-bundle")
+    installed = _run("--config", str(config), "config", "check")
+    assert installed.exit_code == 0, installed.output
 
 
 def test_echo_a_dimse_destination(tmp_path: Path, pacs_port: int) -> None:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
+from pydicom import Dataset, dcmread
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,6 +25,7 @@ from agent.spool import Spool
 from models.reference.dicom_series import write_series
 from models.reference.phantom import Geometry, generate
 from tests.conftest import ct_header, part10
+from tests.support.bundles import write_bundle
 from workers.job_runner import RunnerContext, run_job
 
 WORKER = "test-worker"
@@ -113,3 +118,47 @@ def test_runs_the_pipeline_and_a_second_run_reuses_everything(
         stages = [jobs.parse_stage(event.message) for event in job.events]
         assert [stage[0] for stage in stages if stage] == ["load", "infer", "encode"] * 2
         assert job.series.state == SeriesState.DONE
+
+
+def test_a_rule_runs_a_monai_bundle_from_the_models_dir(
+    tmp_path: Path,
+    sqlite_sessions: sessionmaker[Session],
+    dciodvfy: Callable[[Dataset], tuple[list[str], list[str]]],
+) -> None:
+    """Bring your own model: a bundle dropped into `models_dir`, named by a rule, gives the
+    same kinds of results as the reference pipeline."""
+    write_bundle(tmp_path / "models" / "dense-bundle")
+    settings = Settings.model_validate(
+        {
+            "spool_dir": tmp_path / "spool",
+            "models_dir": tmp_path / "models",
+            "rules": [
+                {
+                    "name": "dense",
+                    "match": {},
+                    "pipeline": "dense-bundle",
+                    "destinations": ["local"],
+                }
+            ],
+        }
+    )
+    context = RunnerContext(settings, Spool(settings.spool_dir), WORKER)
+    air = generate(7, Geometry(256, 1.4, 2.5, 16), nodule_count=0, window=(120.0, 160.0))
+    hu = np.full_like(air.hu, -900)
+    hu[4:10, 100:120, 60:80] = 40  # two dense blocks, one per lung
+    hu[6:9, 110:121, 170:185] = 60
+    files = [p.read_bytes() for p in write_series(replace(air, hu=hu), tmp_path / "ct")]
+    job_id = queue_series(sqlite_sessions, context, files)
+
+    with sqlite_sessions() as session:
+        outcome = run_job(session, context, job_id)
+
+    assert outcome.state == JobState.SUCCEEDED
+    with session_scope(sqlite_sessions) as session:
+        job = get_job(session, job_id)
+        assert (job.pipeline, job.pipeline_version) == ("dense-bundle", "0.2.0")
+        kinds = Counter(result.kind for result in job.results)
+        assert (kinds[ResultKind.SEG], kinds[ResultKind.SR], kinds[ResultKind.SC]) == (1, 1, 2)
+        for result in job.results:
+            errors, _ = dciodvfy(dcmread(context.spool.path_of(result.path)))
+            assert errors == [], (result.kind, errors)

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from agent.cli import config, db, echo, jobs, models, rules, serve, studies, worker
+from agent.cli import config, db, demo, echo, jobs, models, rules, serve, studies, worker
 from agent.cli.context import CliState
 from agent.errors import AgentError
 
@@ -60,3 +60,4 @@ app.command("worker")(worker.worker)
 app.add_typer(models.app, name="models")
 app.add_typer(rules.app, name="rules")
 app.command("echo")(echo.echo)
+app.command("demo")(demo.demo)

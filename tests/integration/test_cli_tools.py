@@ -18,6 +18,7 @@ from agent.cli import app
 from agent.dimse.scp import start_scp
 from agent.received import ReceivedInstance
 from agent.spool import Spool
+from models.volume import load_files
 from tests.support.bundles import write_bundle
 
 pytestmark = pytest.mark.integration
@@ -45,6 +46,38 @@ def pacs_port(tmp_path: Path) -> Iterator[int]:
     )
     yield scp.address[1]
     scp.shutdown()
+
+
+class CollectingRecorder:
+    """What a node's index would be told: every stored instance."""
+
+    def __init__(self) -> None:
+        self.instances: list[ReceivedInstance] = []
+
+    def record_batch(self, instances: Sequence[ReceivedInstance]) -> None:
+        self.instances.extend(instances)
+
+
+def test_demo_sends_a_phantom_ct_the_node_stores(tmp_path: Path) -> None:
+    recorder = CollectingRecorder()
+    spool = Spool(tmp_path / "node")
+    scp = start_scp(ae_title=AGENT_AE, address=(LOCALHOST, 0), spool=spool, recorder=recorder)
+    try:
+        config = _config(tmp_path, [])
+        port = str(scp.address[1])
+        sent = _run("--config", str(config), "demo", "--seed", "3", env={"DICOM_AGENT_PORT": port})
+        again = _run("--config", str(config), "demo", "--seed", "3", env={"DICOM_AGENT_PORT": port})
+    finally:
+        scp.shutdown()
+
+    assert sent.exit_code == 0, sent.output
+    assert f"stored 120 of 120 slices at {AGENT_AE}:{port}" in sent.stdout
+    assert "nodules drawn: " in sent.stdout and " mm " in sent.stdout
+    assert again.exit_code == 0, again.output  # an identical re-send is harmless
+    series = {instance.series_instance_uid for instance in recorder.instances}
+    assert len(series) == 1 and len(recorder.instances) == 240
+    paths = sorted({spool.path_of(instance.spool_path) for instance in recorder.instances})
+    assert load_files(paths).shape == (120, 256, 256)  # one volume, whole
 
 
 def _closed_port() -> int:

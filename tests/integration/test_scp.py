@@ -180,7 +180,8 @@ def test_unlisted_calling_ae_is_rejected_and_logged(
     assert done.returncode != 0
     assert "Association Rejected" in done.stdout + done.stderr
     assert scp.recorder.instances == []
-    assert "association rejected from 'INTRUDER' at 127.0.0.1" in caplog.text
+    # The SCP's thread logs after sending the rejection: storescu may be gone by then.
+    assert wait_until(lambda: "association rejected from 'INTRUDER' at 127.0.0.1" in caplog.text)
     with pytest.raises(AssociationRejectedError):
         scu.echo(SCP_AE, LOCALHOST, scp.port, calling_ae="INTRUDER")
 

@@ -90,13 +90,15 @@ class LungNodulePipeline:
         self.detector = prepare(
             load_weights(build_detector(), weights_dir / "detector.pt"), self.runtime
         )
-        self.classifier = self._optional_classifier(weights_dir / "classifier.pt")
-        self.blob_classifier = self._optional_classifier(weights_dir / "blob_classifier.pt")
+        self.classifier = self._optional_classifier(weights_dir / "classifier.pt", spatial=False)
+        self.blob_classifier = self._optional_classifier(
+            weights_dir / "blob_classifier.pt", spatial=True
+        )
 
-    def _optional_classifier(self, path: Path) -> nn.Module | None:
+    def _optional_classifier(self, path: Path, spatial: bool) -> nn.Module | None:
         if not path.exists():
             return None
-        return prepare(load_weights(CandidateClassifier(), path), self.runtime)
+        return prepare(load_weights(CandidateClassifier(spatial), path), self.runtime)
 
     def run(self, volume: Volume) -> Findings:
         flips = canonical_flips(volume)

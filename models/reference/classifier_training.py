@@ -90,11 +90,11 @@ def augment(batch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
 
 
 def train_classifier(
-    inputs: torch.Tensor, labels: torch.Tensor, steps: int, seed: int
+    inputs: torch.Tensor, labels: torch.Tensor, steps: int, seed: int, spatial: bool = False
 ) -> tuple[nn.Module, dict[str, float]]:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = CandidateClassifier()
+    model = CandidateClassifier(spatial)
     optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimiser, max_lr=1e-3, total_steps=steps, pct_start=0.1

@@ -46,9 +46,10 @@ from models.reference.samples import TRAINING_SEED_LIMIT, patches
 
 log = logging.getLogger(__name__)
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-RECIPE_VERSION = "0.4.1"
+RECIPE_VERSION = "0.5.0"
 """Raised when the training recipe or what the pipeline makes of the weights changes (0.4.1:
-the same weights as 0.4.0, lesion outlines redrawn at half maximum); the seed is appended."""
+the same weights as 0.4.0, lesion outlines redrawn at half maximum; 0.5.0: the blob candidates'
+classifier keeps where its features are, a spatial head); the seed is appended."""
 
 
 class PatchStream(IterableDataset[tuple[torch.Tensor, torch.Tensor]]):
@@ -120,11 +121,11 @@ def run_classifier_stage(
         prepare(detector, runtime), range(first, first + phantoms), runtime, nodules_per_slab
     )
     report: dict[str, object] = {"mining_seconds": time.perf_counter() - started}
-    for key, data, count in (
-        ("classifier", mined.detector_candidates(), steps[0]),
-        ("blob_classifier", mined, steps[1]),
+    for key, data, count, spatial in (
+        ("classifier", mined.detector_candidates(), steps[0], False),
+        ("blob_classifier", mined, steps[1], True),
     ):
-        model, trained = train_classifier(data.inputs, data.labels, count, seed)
+        model, trained = train_classifier(data.inputs, data.labels, count, seed, spatial)
         save_weights(model.state_dict(), WEIGHTS_DIR / f"{key}.pt")
         report[key] = {**trained, "generator_version": GENERATOR_VERSION}
     return report
@@ -141,7 +142,8 @@ def write_metadata(args: argparse.Namespace, report: dict[str, object]) -> None:
         "architecture": {
             "detector": "monai UNet 3D, channels 16-256, strides 2x4, 1 residual unit",
             "classifier": "CandidateClassifier: 3 conv blocks on a 2-channel 32^3 cube",
-            "blob_classifier": "CandidateClassifier, trained on detector and blob candidates",
+            "blob_classifier": "CandidateClassifier with a spatial head (flattened 4^3 features),"
+            " trained on detector and blob candidates",
             "blob_filter": "multi-scale LoG peaks (sigma 1-3.2 mm) with negative Hessian",
         },
         "preprocessing": {

@@ -9,9 +9,9 @@ name is the pipeline's name.
 The bundle's own transforms run with two changes, made to its configuration before anything is
 built: the volume goes in as the image its `LoadImage(d)` would have produced (a channel-less
 MetaTensor with a RAS affine), so the loader is left out, and so is `SaveImage(d)` (results leave
-as DICOM). The postprocessing must bring the
-prediction back onto the input grid, as the zoo's bundles do with `Invertd`; where more than one
-channel is left, the label is the argmax over channels.
+as DICOM). The postprocessing must bring the prediction back onto the input grid, as the zoo's
+bundles do with `Invertd`; where more than one channel is left, the label is the argmax over
+channels.
 
 Segments: `configs/dicom_segments.json` when present (`[{"label", "name", "category": [value,
 scheme, meaning], "type": [...]}]`, as for TorchScript models), else one per non-background

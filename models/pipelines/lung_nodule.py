@@ -43,8 +43,8 @@ from models.preprocess import resample, to_working_grid
 from models.reference import WEIGHTS_DIR
 from models.reference.network import (
     WORKING_SPACING,
-    CandidateClassifier,
     build_detector,
+    load_classifier,
     load_weights,
 )
 from models.volume import Volume
@@ -90,15 +90,13 @@ class LungNodulePipeline:
         self.detector = prepare(
             load_weights(build_detector(), weights_dir / "detector.pt"), self.runtime
         )
-        self.classifier = self._optional_classifier(weights_dir / "classifier.pt", spatial=False)
-        self.blob_classifier = self._optional_classifier(
-            weights_dir / "blob_classifier.pt", spatial=True
-        )
+        self.classifier = self._optional_classifier(weights_dir / "classifier.pt")
+        self.blob_classifier = self._optional_classifier(weights_dir / "blob_classifier.pt")
 
-    def _optional_classifier(self, path: Path, spatial: bool) -> nn.Module | None:
+    def _optional_classifier(self, path: Path) -> nn.Module | None:
         if not path.exists():
             return None
-        return prepare(load_weights(CandidateClassifier(spatial), path), self.runtime)
+        return prepare(load_classifier(path), self.runtime)
 
     def run(self, volume: Volume) -> Findings:
         flips = canonical_flips(volume)

@@ -32,6 +32,7 @@ class CandidateClassifier(nn.Module):
     candidates' classifier) or keeps where they are (`spatial=True`, a flattened 4^3 map: the
     blob candidates' classifier since release 0.5.0, which on validation phantoms found 6 more
     nodules at fewer false positives, trained on the same candidates for the same steps).
+    `load_classifier` builds the head that a weight file holds.
     """
 
     def __init__(self, spatial: bool = False) -> None:
@@ -60,6 +61,9 @@ def _pooled_head() -> nn.Module:
     return nn.Sequential(nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(64, 1))
 
 
+SPATIAL_HEAD_KEY = "head.4.weight"  # the spatial head's last layer; the pooled head has 3
+
+
 def _spatial_head() -> nn.Module:
     return nn.Sequential(
         nn.Flatten(),
@@ -79,6 +83,18 @@ def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
 
 def load_weights(model: nn.Module, path: Path) -> nn.Module:
     """Load weights saved by `save_weights` into `model` as float32."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    model.load_state_dict(_float_state(path))
     return model
+
+
+def load_classifier(path: Path) -> CandidateClassifier:
+    """A `CandidateClassifier` saved by `save_weights`, with the head its weights have."""
+    state = _float_state(path)
+    model = CandidateClassifier(spatial=SPATIAL_HEAD_KEY in state)
+    model.load_state_dict(state)
+    return model
+
+
+def _float_state(path: Path) -> dict[str, torch.Tensor]:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}

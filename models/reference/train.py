@@ -7,6 +7,11 @@ trains two candidate classifiers on what they propose: one for the detector's ca
 for the blobs (trained on both kinds). The mined slabs carry 12 nodules each
 (`--classifier-nodules`): four times the true candidates of the usual 1-6 for the same mining
 time (release 0.4.0).
+
+For experiments: `--weights DIR` writes somewhere else than the shipped weights (copy them there
+first: stage 2 reads the detector from it), `--mined FILE` saves stage 2's mined candidates
+(5.4 GB for the default 200 slabs, float32 as mined) or, when the file exists, trains from it
+without mining, `--only` trains one classifier.
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ from models.pipelines.inference import (
     prepare,
 )
 from models.pipelines.lung_nodule import Thresholds
-from models.reference.classifier_training import mine, train_classifier
+from models.reference import WEIGHTS_DIR
+from models.reference.classifier_training import Mined, mine, train_classifier
 from models.reference.network import (
     DETECTOR_PATCH,
     WORKING_SPACING,
@@ -45,7 +51,6 @@ from models.reference.phantom import GENERATOR_VERSION
 from models.reference.samples import TRAINING_SEED_LIMIT, patches
 
 log = logging.getLogger(__name__)
-WEIGHTS_DIR = Path(__file__).parent / "weights"
 RECIPE_VERSION = "0.5.0"
 """Raised when the training recipe or what the pipeline makes of the weights changes (0.4.1:
 the same weights as 0.4.0, lesion outlines redrawn at half maximum; 0.5.0: the blob candidates'
@@ -64,7 +69,9 @@ class PatchStream(IterableDataset[tuple[torch.Tensor, torch.Tensor]]):
             yield image[None], target[None].long()
 
 
-def train_detector(seed: int, steps: int, batch: int, scratch: Path) -> dict[str, object]:
+def train_detector(
+    seed: int, steps: int, batch: int, scratch: Path, weights: Path
+) -> dict[str, object]:
     torch.manual_seed(seed)
     model = channels_last(build_detector())
     optimiser = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-5)
@@ -98,7 +105,7 @@ def train_detector(seed: int, steps: int, batch: int, scratch: Path) -> dict[str
             )
         if step % 500 == 0:
             torch.save(model.state_dict(), scratch / "detector-checkpoint.pt")
-    save_weights(model.state_dict(), WEIGHTS_DIR / "detector.pt")
+    save_weights(model.state_dict(), weights / "detector.pt")
     return {
         "final_loss": running,
         "seconds": time.perf_counter() - started,
@@ -107,33 +114,41 @@ def train_detector(seed: int, steps: int, batch: int, scratch: Path) -> dict[str
     }
 
 
+CLASSIFIERS = ("classifier", "blob_classifier")
+"""The detector candidates' classifier (trained on the detector's candidates) and the blob
+candidates' (trained on both kinds), by weight file name."""
+
+
 def run_classifier_stage(
-    seed: int, phantoms: int, steps: tuple[int, int], nodules_per_slab: int | None
+    args: argparse.Namespace, steps: dict[str, int], which: tuple[str, ...] = CLASSIFIERS
 ) -> dict[str, object]:
-    """Stage 2: mine the detector's and the blob filter's candidates once, then train the
-    detector candidates' classifier (`classifier.pt`) on the detector's candidates and the
-    blob candidates' (`blob_classifier.pt`) on both kinds; `steps` is theirs, in that order."""
-    detector = load_weights(build_detector(), WEIGHTS_DIR / "detector.pt")
-    first = (seed * 10_000 + 5_000) % TRAINING_SEED_LIMIT
-    runtime = pick_runtime()
-    started = time.perf_counter()
-    mined = mine(
-        prepare(detector, runtime), range(first, first + phantoms), runtime, nodules_per_slab
-    )
-    report: dict[str, object] = {"mining_seconds": time.perf_counter() - started}
-    for key, data, count, spatial in (
-        ("classifier", mined.detector_candidates(), steps[0], False),
-        ("blob_classifier", mined, steps[1], True),
-    ):
-        model, trained = train_classifier(data.inputs, data.labels, count, seed, spatial)
-        save_weights(model.state_dict(), WEIGHTS_DIR / f"{key}.pt")
+    """Stage 2: mine the detector's and the blob filter's candidates once (or read them from
+    `args.mined`, where a first run saves them), then train the classifiers in `which`."""
+    report: dict[str, object] = {}
+    if args.mined is not None and args.mined.exists():
+        mined = Mined.load(args.mined)
+    else:
+        detector = load_weights(build_detector(), args.weights / "detector.pt")
+        first = (args.seed * 10_000 + 5_000) % TRAINING_SEED_LIMIT
+        runtime = pick_runtime()
+        started = time.perf_counter()
+        seeds = range(first, first + args.classifier_phantoms)
+        mined = mine(prepare(detector, runtime), seeds, runtime, args.classifier_nodules or None)
+        report["mining_seconds"] = time.perf_counter() - started
+        if args.mined is not None:
+            mined.save(args.mined)
+    for key in which:
+        data = mined.detector_candidates() if key == "classifier" else mined
+        spatial = key == "blob_classifier" or args.spatial_classifier
+        model, trained = train_classifier(data.inputs, data.labels, steps[key], args.seed, spatial)
+        save_weights(model.state_dict(), args.weights / f"{key}.pt")
         report[key] = {**trained, "generator_version": GENERATOR_VERSION}
     return report
 
 
 def write_metadata(args: argparse.Namespace, report: dict[str, object]) -> None:
     """reference.json: what the weights are, how they were made; evaluation adds the metrics."""
-    path = WEIGHTS_DIR / "reference.json"
+    path = args.weights / "reference.json"
     previous = json.loads(path.read_text()) if path.exists() else {}
     metadata = {
         "name": "lung-nodule-reference",
@@ -177,6 +192,18 @@ def main() -> None:
     )
     parser.add_argument("--scratch", type=Path, default=Path("scratch/train"))
     parser.add_argument("--stage", choices=["all", "detector", "classifiers"], default="all")
+    parser.add_argument("--only", choices=CLASSIFIERS, help="train one classifier of stage 2")
+    parser.add_argument(
+        "--mined",
+        type=Path,
+        help="stage 2's mined candidates: read from this file if it exists, else saved there",
+    )
+    parser.add_argument("--weights", type=Path, default=WEIGHTS_DIR, help="where weights go")
+    parser.add_argument(
+        "--spatial-classifier",
+        action="store_true",
+        help="the spatial head for the detector candidates' classifier too (not shipped)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(2)
@@ -184,18 +211,13 @@ def main() -> None:
     report: dict[str, object] = {"seed": args.seed, "batch": args.batch}
     if args.stage in ("all", "detector"):
         report["detector"] = train_detector(
-            args.seed, args.detector_steps, args.batch, args.scratch
+            args.seed, args.detector_steps, args.batch, args.scratch, args.weights
         )
         report["detector_steps"] = args.detector_steps
     if args.stage in ("all", "classifiers"):
-        report.update(
-            run_classifier_stage(
-                args.seed,
-                args.classifier_phantoms,
-                (args.classifier_steps, args.blob_classifier_steps),
-                args.classifier_nodules or None,
-            )
-        )
+        steps = {"classifier": args.classifier_steps, "blob_classifier": args.blob_classifier_steps}
+        which = (args.only,) if args.only else CLASSIFIERS
+        report.update(run_classifier_stage(args, steps, which))
         report["classifier_nodules_per_slab"] = args.classifier_nodules
         report["classifier_phantoms"] = args.classifier_phantoms
         report["classifier_steps"] = args.classifier_steps

@@ -1,0 +1,42 @@
+"""Candidate classifiers come back from their weight files with the head they were trained with,
+and stage 2's mined candidates survive a round trip through their cache file unchanged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.reference.classifier_training import Mined
+from models.reference.network import CandidateClassifier, load_classifier, save_weights
+
+
+@pytest.mark.parametrize("spatial", [False, True])
+def test_a_classifier_loads_with_the_head_of_its_weights(tmp_path: Path, spatial: bool) -> None:
+    torch.manual_seed(0)
+    trained = CandidateClassifier(spatial).eval()
+    save_weights(trained.state_dict(), tmp_path / "classifier.pt")
+    cubes = torch.rand(3, 2, 32, 32, 32)
+
+    loaded = load_classifier(tmp_path / "classifier.pt").eval()
+
+    assert isinstance(loaded.head[1], torch.nn.Dropout) is spatial
+    with torch.no_grad():  # the file holds half precision: the scores agree to its rounding
+        assert torch.allclose(loaded(cubes), trained(cubes), atol=2e-2)
+
+
+def test_mined_candidates_round_trip_exactly(tmp_path: Path) -> None:
+    mined = Mined(
+        torch.rand(4, 2, 32, 32, 32),
+        torch.tensor([1.0, 0.0, 0.0, 1.0]),
+        torch.tensor([False, True, True, False]),
+    )
+    mined.save(tmp_path / "mined" / "candidates.pt")
+
+    again = Mined.load(tmp_path / "mined" / "candidates.pt")
+
+    assert torch.equal(again.inputs, mined.inputs)
+    assert torch.equal(again.labels, mined.labels)
+    assert torch.equal(again.blobs, mined.blobs)
+    assert torch.equal(again.detector_candidates().labels, torch.tensor([1.0, 1.0]))

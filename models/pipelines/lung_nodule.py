@@ -90,8 +90,11 @@ class LungNodulePipeline:
         self.detector = prepare(
             load_weights(build_detector(), weights_dir / "detector.pt"), self.runtime
         )
-        self.classifier = self._optional_classifier(weights_dir / "classifier.pt")
         self.blob_classifier = self._optional_classifier(weights_dir / "blob_classifier.pt")
+        own = self._optional_classifier(weights_dir / "classifier.pt")
+        # Since 0.5.1 the blob candidates' classifier (trained on both kinds) judges the
+        # detector's candidates too, with their own threshold: the weights have no classifier.pt.
+        self.classifier = own if own is not None else self.blob_classifier
 
     def _optional_classifier(self, path: Path) -> nn.Module | None:
         if not path.exists():

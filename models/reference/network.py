@@ -29,9 +29,10 @@ class CandidateClassifier(nn.Module):
     """Scores a 32-voxel cube (image and detector probability) around a candidate: nodule or not.
 
     The head either averages the last features over the cube (`spatial=False`, the detector
-    candidates' classifier) or keeps where they are (`spatial=True`, a flattened 4^3 map: the
-    blob candidates' classifier since release 0.5.0, which on validation phantoms found 6 more
-    nodules at fewer false positives, trained on the same candidates for the same steps).
+    candidates' classifier until release 0.5.0) or keeps where they are (`spatial=True`, a
+    flattened 4^3 map: the blob candidates' classifier since release 0.5.0, which on validation
+    phantoms found 6 more nodules at fewer false positives, trained on the same candidates for
+    the same steps; since 0.5.1 it scores the detector's candidates too).
     `load_classifier` builds the head that a weight file holds.
     """
 

@@ -3,8 +3,9 @@
 Stage 1 trains the U-Net detector on random 64 mm patches of freshly generated phantom slabs
 (positive-biased sampling, Dice + cross-entropy). Stage 2 (`--stage classifiers`) runs the
 trained detector and the blob filter (`models.pipelines.blobs`) once over further phantoms and
-trains two candidate classifiers on what they propose: one for the detector's candidates, one
-for the blobs (trained on both kinds). The mined slabs carry 12 nodules each
+trains the candidate classifier on what they propose (both kinds; since 0.5.1 it judges the
+detector's candidates too, and the detector's own classifier is no longer trained: `--only
+classifier` still trains one, for experiments). The mined slabs carry 12 nodules each
 (`--classifier-nodules`): four times the true candidates of the usual 1-6 for the same mining
 time (release 0.4.0).
 
@@ -51,10 +52,11 @@ from models.reference.phantom import GENERATOR_VERSION
 from models.reference.samples import TRAINING_SEED_LIMIT, patches
 
 log = logging.getLogger(__name__)
-RECIPE_VERSION = "0.5.0"
+RECIPE_VERSION = "0.5.1"
 """Raised when the training recipe or what the pipeline makes of the weights changes (0.4.1:
 the same weights as 0.4.0, lesion outlines redrawn at half maximum; 0.5.0: the blob candidates'
-classifier keeps where its features are, a spatial head); the seed is appended."""
+classifier keeps where its features are, a spatial head; 0.5.1: that classifier judges the
+detector's candidates too, and the detector candidates' own one is gone); the seed is appended."""
 
 
 class PatchStream(IterableDataset[tuple[torch.Tensor, torch.Tensor]]):
@@ -115,12 +117,13 @@ def train_detector(
 
 
 CLASSIFIERS = ("classifier", "blob_classifier")
-"""The detector candidates' classifier (trained on the detector's candidates) and the blob
-candidates' (trained on both kinds), by weight file name."""
+"""By weight file name: a classifier trained on the detector's candidates only (shipped until
+0.5.0; `--only classifier` for experiments) and one trained on both kinds (the shipped one)."""
+SHIPPED_CLASSIFIERS = ("blob_classifier",)
 
 
 def run_classifier_stage(
-    args: argparse.Namespace, steps: dict[str, int], which: tuple[str, ...] = CLASSIFIERS
+    args: argparse.Namespace, steps: dict[str, int], which: tuple[str, ...]
 ) -> dict[str, object]:
     """Stage 2: mine the detector's and the blob filter's candidates once (or read them from
     `args.mined`, where a first run saves them), then train the classifiers in `which`."""
@@ -156,9 +159,9 @@ def write_metadata(args: argparse.Namespace, report: dict[str, object]) -> None:
         "notice": "Trained on synthetic phantoms only. Not for diagnostic use.",
         "architecture": {
             "detector": "monai UNet 3D, channels 16-256, strides 2x4, 1 residual unit",
-            "classifier": "CandidateClassifier: 3 conv blocks on a 2-channel 32^3 cube",
-            "blob_classifier": "CandidateClassifier with a spatial head (flattened 4^3 features),"
-            " trained on detector and blob candidates",
+            "blob_classifier": "CandidateClassifier: 3 conv blocks on a 2-channel 32^3 cube, a"
+            " spatial head (flattened 4^3 features), trained on detector and blob candidates;"
+            " it scores both kinds",
             "blob_filter": "multi-scale LoG peaks (sigma 1-3.2 mm) with negative Hessian",
         },
         "preprocessing": {
@@ -216,12 +219,11 @@ def main() -> None:
         report["detector_steps"] = args.detector_steps
     if args.stage in ("all", "classifiers"):
         steps = {"classifier": args.classifier_steps, "blob_classifier": args.blob_classifier_steps}
-        which = (args.only,) if args.only else CLASSIFIERS
+        which = (args.only,) if args.only else SHIPPED_CLASSIFIERS
         report.update(run_classifier_stage(args, steps, which))
         report["classifier_nodules_per_slab"] = args.classifier_nodules
         report["classifier_phantoms"] = args.classifier_phantoms
-        report["classifier_steps"] = args.classifier_steps
-        report["blob_classifier_steps"] = args.blob_classifier_steps
+        report.update({f"{key}_steps": steps[key] for key in which})
     (args.scratch / f"train-{args.stage}.json").write_text(json.dumps(report, indent=2))
     write_metadata(args, report)
 

@@ -3,11 +3,14 @@ and stage 2's mined candidates survive a round trip through their cache file unc
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
+from models.pipelines.lung_nodule import LungNodulePipeline
+from models.reference import WEIGHTS_DIR
 from models.reference.classifier_training import Mined
 from models.reference.network import CandidateClassifier, load_classifier, save_weights
 
@@ -40,3 +43,18 @@ def test_mined_candidates_round_trip_exactly(tmp_path: Path) -> None:
     assert torch.equal(again.labels, mined.labels)
     assert torch.equal(again.blobs, mined.blobs)
     assert torch.equal(again.detector_candidates().labels, torch.tensor([1.0, 1.0]))
+
+
+def test_without_their_own_classifier_detector_candidates_get_the_blob_one(tmp_path: Path) -> None:
+    for name in ("detector.pt", "blob_classifier.pt", "reference.json"):
+        shutil.copy(WEIGHTS_DIR / name, tmp_path / name)
+    assert not (WEIGHTS_DIR / "classifier.pt").exists()  # the shipped weights, since 0.5.1
+
+    shipped_layout = LungNodulePipeline(tmp_path)
+    assert shipped_layout.blob_classifier is not None
+    assert shipped_layout.classifier is shipped_layout.blob_classifier
+
+    save_weights(CandidateClassifier(spatial=False).state_dict(), tmp_path / "classifier.pt")
+    with_own = LungNodulePipeline(tmp_path)
+    assert with_own.classifier is not with_own.blob_classifier
+    assert isinstance(with_own.classifier.head[0], torch.nn.AdaptiveAvgPool3d)

@@ -90,7 +90,7 @@ def sliding_window_probability(
     model: nn.Module,
     image: torch.Tensor,
     runtime: Runtime,
-    roi: tuple[int, int, int] = (96, 160, 160),
+    roi: tuple[int, int, int],
     overlap: float = 0.25,
 ) -> torch.Tensor:
     """Softmax probability of class 1 for a (z, y, x) scaled image; same shape, float32 on CPU."""

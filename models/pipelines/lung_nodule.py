@@ -42,6 +42,7 @@ from models.pipelines.inference import (
 from models.preprocess import resample, to_working_grid
 from models.reference import WEIGHTS_DIR
 from models.reference.network import (
+    DETECTOR_WINDOW,
     WORKING_SPACING,
     build_detector,
     load_classifier,
@@ -109,7 +110,9 @@ class LungNodulePipeline:
         canonical_lesions = flips.apply(lesion_map)  # a view: painting it fills lesion_map
         confidences: dict[int, float] = {}
         if view is not None:
-            probability = sliding_window_probability(self.detector, view.image, self.runtime)
+            probability = sliding_window_probability(
+                self.detector, view.image, self.runtime, DETECTOR_WINDOW
+            )
             candidates, components = find_candidates(
                 probability.numpy(),
                 view.lungs,

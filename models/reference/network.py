@@ -11,6 +11,11 @@ from torch import nn
 
 WORKING_SPACING = (1.0, 1.0, 1.0)
 DETECTOR_PATCH = 64
+DETECTOR_WINDOW = (96, 96, 96)
+"""Sliding-window size at inference (z, y, x voxels). The U-Net's instance normalisation takes
+its statistics from the whole window, so what it sees depends on the window, not only on the
+voxels around a nodule: trained on 64-voxel patches, it missed large ground-glass nodules in
+96x160x160 windows (release 0.5.1 and before) that 64- and 96-voxel windows find (session 12)."""
 
 
 def build_detector() -> nn.Module:

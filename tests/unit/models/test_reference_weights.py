@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from models.pipelines.registry import get_pipeline
-from models.reference.dicom_series import write_series
+from models.reference.dicom_series import phantom_volume, write_series
 from models.reference.phantom import Geometry, generate
 from models.volume import load_files
 
@@ -37,3 +37,15 @@ def test_shipped_weights_find_an_obvious_nodule(tmp_path: Path) -> None:
     assert np.linalg.norm(np.array(hit.centroid_patient_mm) - true_centre) < 3.0
     assert abs(hit.longest_axial_diameter_mm - nodule.diameter_mm) < 0.25 * nodule.diameter_mm
     assert findings.pipeline_name == "lung-nodule-reference"
+
+
+def test_shipped_weights_find_a_large_ground_glass_nodule() -> None:
+    """Validation seed 2,000,013 holds a 23 mm ground-glass nodule that release 0.5.1 missed:
+    its 96x160x160 inference windows changed what the U-Net's instance normalisation saw."""
+    phantom = generate(2_000_013)
+    nodule = phantom.nodules[0]
+    assert nodule.kind == "ground-glass" and nodule.diameter_mm > 20
+
+    findings = get_pipeline("lung-nodule-reference").run(phantom_volume(phantom))
+
+    assert findings.lesion_map[phantom.labels == 1].any(), findings.lesions

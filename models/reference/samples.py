@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from models.patches import crop
 from models.preprocess import resample, to_working_grid, working_shape
@@ -47,9 +48,37 @@ def on_working_grid(phantom: Phantom) -> WorkingSample:
     return WorkingSample(image, target.to(torch.uint8), lungs, phantom)
 
 
-def sample_centres(sample: WorkingSample, rng: np.random.Generator, count: int) -> np.ndarray:
+NODULE_JITTER = 12
+"""Voxels a per-nodule patch centre may stray from the nodule it was drawn for, on each axis."""
+
+
+def _nodule_centres(
+    sample: WorkingSample, rng: np.random.Generator, per_nodule: bool
+) -> Callable[[], np.ndarray] | None:
+    """Draws a centre on a nodule: a random nodule voxel (large nodules dominate), or with
+    `per_nodule` a nodule drawn uniformly, then one of its voxels, moved up to NODULE_JITTER."""
+    components, count = ndimage.label(sample.target.numpy() > 0)
+    voxels = np.argwhere(components > 0)
+    if count == 0:
+        return None
+    if not per_nodule:
+        return lambda: voxels[int(rng.integers(len(voxels)))]
+    owners = components[tuple(voxels.T)]
+    by_nodule = [voxels[owners == label] for label in range(1, count + 1)]
+
+    def draw() -> np.ndarray:
+        pool = by_nodule[int(rng.integers(count))]
+        jitter = rng.integers(-NODULE_JITTER, NODULE_JITTER + 1, size=3)
+        return pool[int(rng.integers(len(pool)))] + jitter
+
+    return draw
+
+
+def sample_centres(
+    sample: WorkingSample, rng: np.random.Generator, count: int, per_nodule: bool = False
+) -> np.ndarray:
     """Half on nodules, a quarter on bright lung (vessels: hard negatives), the rest in lung."""
-    nodule = np.argwhere(sample.target.numpy() > 0)
+    on_nodule = _nodule_centres(sample, rng, per_nodule)
     lungs = sample.lungs.numpy()
     bright = np.argwhere(lungs & (sample.image.numpy() > 0.35) & (sample.target.numpy() == 0))
     anywhere = np.argwhere(lungs)
@@ -57,25 +86,22 @@ def sample_centres(sample: WorkingSample, rng: np.random.Generator, count: int) 
         anywhere = np.argwhere(np.ones(sample.image.shape, dtype=bool))
     centres = []
     for draw in rng.uniform(size=count):
-        pool = (
-            nodule
-            if draw < 0.5 and len(nodule)
-            else bright
-            if draw < 0.75 and len(bright)
-            else anywhere
-        )
+        if draw < 0.5 and on_nodule is not None:
+            centres.append(on_nodule())
+            continue
+        pool = bright if draw < 0.75 and len(bright) else anywhere
         centres.append(pool[int(rng.integers(len(pool)))])
     return np.array(centres)
 
 
 def patches(
-    seeds: Iterator[int], size: int, per_phantom: int
+    seeds: Iterator[int], size: int, per_phantom: int, per_nodule: bool = False
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Endless (image, target) patches, `per_phantom` from each freshly generated slab."""
     for seed in seeds:
         rng = np.random.default_rng(seed)
         sample = on_working_grid(training_phantom(seed))
-        for centre in sample_centres(sample, rng, per_phantom):
+        for centre in sample_centres(sample, rng, per_phantom, per_nodule):
             image, target = crop(sample.image, centre, size), crop(sample.target, centre, size)
             if rng.uniform() < 0.5:
                 image, target = image.flip(-1), target.flip(-1)

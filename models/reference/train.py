@@ -1,7 +1,11 @@
 """Reproduce the shipped reference weights: `python -m models.reference.train [--seed N]`.
 
 Stage 1 trains the U-Net detector on random 64 mm patches of freshly generated phantom slabs
-(positive-biased sampling, Dice + cross-entropy). Stage 2 (`--stage classifiers`) runs the
+(positive-biased sampling, Dice + cross-entropy). For experiments, `--detector-fine-tune-steps
+N` then fine-tunes it (`--stage detector-fine-tune` alone: from the weights in place) with each
+nodule patch drawn for a nodule picked uniformly, so that 3-6 mm nodules are not outnumbered by
+the voxels of large ones (session 13: not better after stage 2, not shipped). Stage 2 (`--stage
+classifiers`) runs the
 trained detector and the blob filter (`models.pipelines.blobs`) once over further phantoms and
 trains the candidate classifier on what they propose (both kinds; since 0.5.1 it judges the
 detector's candidates too, and the detector's own classifier is no longer trained: `--only
@@ -63,29 +67,63 @@ mined in the old windows); the seed is appended."""
 
 
 class PatchStream(IterableDataset[tuple[torch.Tensor, torch.Tensor]]):
-    def __init__(self, first_seed: int, per_phantom: int) -> None:
+    def __init__(self, first_seed: int, per_phantom: int, per_nodule: bool) -> None:
         self.first_seed = first_seed
         self.per_phantom = per_phantom
+        self.per_nodule = per_nodule
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         torch.set_num_threads(1)
         seeds = (s % TRAINING_SEED_LIMIT for s in itertools.count(self.first_seed))
-        for image, target in patches(seeds, DETECTOR_PATCH, self.per_phantom):
+        for image, target in patches(seeds, DETECTOR_PATCH, self.per_phantom, self.per_nodule):
             yield image[None], target[None].long()
 
 
+@dataclasses.dataclass(frozen=True)
+class DetectorPhase:
+    """One pass of detector training: from scratch with patches on random nodule voxels, or
+    (`fine_tune`) from the weights already in place, with a nodule drawn uniformly per patch so
+    that 3-6 mm nodules are seen as often as large ones (an experiment: docs/models.md)."""
+
+    name: str
+    steps: int
+    max_lr: float
+    first_seed: int
+    fine_tune: bool
+
+
+def detector_phases(seed: int, steps: int, fine_tune_steps: int) -> tuple[DetectorPhase, ...]:
+    return (
+        DetectorPhase("detector", steps, 2e-3, seed * 10_000, fine_tune=False),
+        DetectorPhase(
+            "detector_fine_tune",
+            fine_tune_steps,
+            5e-4,
+            (seed * 10_000 + 7_000) % TRAINING_SEED_LIMIT,
+            fine_tune=True,
+        ),
+    )
+
+
 def train_detector(
-    seed: int, steps: int, batch: int, scratch: Path, weights: Path
+    seed: int, phase: DetectorPhase, batch: int, scratch: Path, weights: Path
 ) -> dict[str, object]:
     torch.manual_seed(seed)
-    model = channels_last(build_detector())
-    optimiser = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-5)
+    steps = phase.steps
+    model = build_detector()
+    if phase.fine_tune:
+        model = load_weights(model, weights / "detector.pt")
+    model = channels_last(model)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=phase.max_lr, weight_decay=1e-5)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, max_lr=2e-3, total_steps=steps, pct_start=0.05
+        optimiser, max_lr=phase.max_lr, total_steps=steps, pct_start=0.05
     )
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
     stream = DataLoader(
-        PatchStream(seed * 10_000, 24), batch_size=batch, num_workers=1, prefetch_factor=8
+        PatchStream(phase.first_seed, 24, per_nodule=phase.fine_tune),
+        batch_size=batch,
+        num_workers=1,
+        prefetch_factor=8,
     )
     runtime = Runtime(torch.device("cpu"), torch.bfloat16 if cpu_runs_bf16() else None)
     started, running = time.perf_counter(), 0.0
@@ -102,16 +140,19 @@ def train_detector(
         running = 0.98 * running + 0.02 * value if step > 1 else value
         if step % 100 == 0:
             log.info(
-                "detector step %d/%d loss %.4f %.0fs",
+                "%s step %d/%d loss %.4f %.0fs",
+                phase.name,
                 step,
                 steps,
                 running,
                 time.perf_counter() - started,
             )
         if step % 500 == 0:
-            torch.save(model.state_dict(), scratch / "detector-checkpoint.pt")
+            torch.save(model.state_dict(), scratch / f"{phase.name}-checkpoint.pt")
     save_weights(model.state_dict(), weights / "detector.pt")
     return {
+        "steps": steps,
+        "max_lr": phase.max_lr,
         "final_loss": running,
         "seconds": time.perf_counter() - started,
         "generator_version": GENERATOR_VERSION,
@@ -119,6 +160,7 @@ def train_detector(
     }
 
 
+STAGES = ("all", "detector", "detector-fine-tune", "classifiers")
 CLASSIFIERS = ("classifier", "blob_classifier")
 """By weight file name: a classifier trained on the detector's candidates only (shipped until
 0.5.0; `--only classifier` for experiments) and one trained on both kinds (the shipped one)."""
@@ -187,6 +229,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--detector-steps", type=int, default=6000)
+    parser.add_argument(
+        "--detector-fine-tune-steps",
+        type=int,
+        default=0,
+        help="then this many steps with nodules drawn uniformly (an experiment, not shipped)",
+    )
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--classifier-phantoms", type=int, default=200)
     parser.add_argument("--classifier-steps", type=int, default=2000)
@@ -198,7 +246,7 @@ def main() -> None:
         help="nodules per slab mined for the classifiers (0: 1-6, as the detector's slabs)",
     )
     parser.add_argument("--scratch", type=Path, default=Path("scratch/train"))
-    parser.add_argument("--stage", choices=["all", "detector", "classifiers"], default="all")
+    parser.add_argument("--stage", choices=STAGES, default="all")
     parser.add_argument("--only", choices=CLASSIFIERS, help="train one classifier of stage 2")
     parser.add_argument(
         "--mined",
@@ -216,11 +264,12 @@ def main() -> None:
     torch.set_num_threads(2)
     args.scratch.mkdir(parents=True, exist_ok=True)
     report: dict[str, object] = {"seed": args.seed, "batch": args.batch}
-    if args.stage in ("all", "detector"):
-        report["detector"] = train_detector(
-            args.seed, args.detector_steps, args.batch, args.scratch, args.weights
-        )
-        report["detector_steps"] = args.detector_steps
+    phases = detector_phases(args.seed, args.detector_steps, args.detector_fine_tune_steps)
+    for phase in phases:
+        if phase.steps and args.stage in ("all", phase.name.replace("_", "-")):
+            report[phase.name] = train_detector(
+                args.seed, phase, args.batch, args.scratch, args.weights
+            )
     if args.stage in ("all", "classifiers"):
         steps = {"classifier": args.classifier_steps, "blob_classifier": args.blob_classifier_steps}
         which = (args.only,) if args.only else SHIPPED_CLASSIFIERS

@@ -57,12 +57,12 @@ def _nodule_centres(
 ) -> Callable[[], np.ndarray] | None:
     """Draws a centre on a nodule: a random nodule voxel (large nodules dominate), or with
     `per_nodule` a nodule drawn uniformly, then one of its voxels, moved up to NODULE_JITTER."""
-    components, count = ndimage.label(sample.target.numpy() > 0)
-    voxels = np.argwhere(components > 0)
-    if count == 0:
+    voxels = np.argwhere(sample.target.numpy() > 0)
+    if len(voxels) == 0:
         return None
     if not per_nodule:
         return lambda: voxels[int(rng.integers(len(voxels)))]
+    components, count = ndimage.label(sample.target.numpy() > 0)
     owners = components[tuple(voxels.T)]
     by_nodule = [voxels[owners == label] for label in range(1, count + 1)]
 

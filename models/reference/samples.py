@@ -57,12 +57,13 @@ def _nodule_centres(
 ) -> Callable[[], np.ndarray] | None:
     """Draws a centre on a nodule: a random nodule voxel (large nodules dominate), or with
     `per_nodule` a nodule drawn uniformly, then one of its voxels, moved up to NODULE_JITTER."""
-    voxels = np.argwhere(sample.target.numpy() > 0)
+    on_nodules = sample.target.numpy() > 0
+    voxels = np.argwhere(on_nodules)
     if len(voxels) == 0:
         return None
     if not per_nodule:
         return lambda: voxels[int(rng.integers(len(voxels)))]
-    components, count = ndimage.label(sample.target.numpy() > 0)
+    components, count = ndimage.label(on_nodules)
     owners = components[tuple(voxels.T)]
     by_nodule = [voxels[owners == label] for label in range(1, count + 1)]
 

@@ -5,13 +5,12 @@ Stage 1 trains the U-Net detector on random 64 mm patches of freshly generated p
 N` then fine-tunes it (`--stage detector-fine-tune` alone: from the weights in place) with each
 nodule patch drawn for a nodule picked uniformly, so that 3-6 mm nodules are not outnumbered by
 the voxels of large ones (session 13: not better after stage 2, not shipped). Stage 2 (`--stage
-classifiers`) runs the
-trained detector and the blob filter (`models.pipelines.blobs`) once over further phantoms and
-trains the candidate classifier on what they propose (both kinds; since 0.5.1 it judges the
-detector's candidates too, and the detector's own classifier is no longer trained: `--only
-classifier` still trains one, for experiments). The mined slabs carry 12 nodules each
-(`--classifier-nodules`): four times the true candidates of the usual 1-6 for the same mining
-time (release 0.4.0).
+classifiers`) runs the trained detector and the blob filter (`models.pipelines.blobs`) once over
+further phantoms and trains the candidate classifier on what they propose (both kinds; since
+0.5.1 it judges the detector's candidates too, and the detector's own classifier is no longer
+trained: `--only classifier` still trains one, for experiments). The mined slabs carry 12
+nodules each (`--classifier-nodules`): four times the true candidates of the usual 1-6 for the
+same mining time (release 0.4.0).
 
 For experiments: `--weights DIR` writes somewhere else than the shipped weights (copy them there
 first: stage 2 reads the detector from it), `--mined FILE` saves stage 2's mined candidates
@@ -260,6 +259,8 @@ def main() -> None:
         help="the spatial head for the detector candidates' classifier too (not shipped)",
     )
     args = parser.parse_args()
+    if args.stage == "detector-fine-tune" and args.detector_fine_tune_steps == 0:
+        parser.error("--stage detector-fine-tune needs --detector-fine-tune-steps N")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(2)
     args.scratch.mkdir(parents=True, exist_ok=True)

@@ -76,6 +76,16 @@ class WorkingView:
     lungs: np.ndarray
 
 
+@dataclass(frozen=True)
+class Proposals:
+    """Every candidate of one working view with its classifier confidence, before thresholds."""
+
+    probability: torch.Tensor
+    components: np.ndarray  # the detector candidates' label array
+    detector: list[tuple[Candidate, float]]
+    blobs: list[tuple[Candidate, float]]
+
+
 class LungNodulePipeline:
     name = "lung-nodule-reference"
     description = (
@@ -110,31 +120,11 @@ class LungNodulePipeline:
         canonical_lesions = flips.apply(lesion_map)  # a view: painting it fills lesion_map
         confidences: dict[int, float] = {}
         if view is not None:
-            probability = sliding_window_probability(
-                self.detector, view.image, self.runtime, DETECTOR_WINDOW
-            )
-            candidates, components = find_candidates(
-                probability.numpy(),
-                view.lungs,
-                WORKING_SPACING,
-                self.thresholds.detector,
-                self.thresholds.min_volume_mm3,
-            )
-            kept = self.keep(
-                view.image, probability, candidates, self.classifier, self.thresholds.classifier
-            )
-            if self.blob_classifier is not None:
-                blobs = find_blobs(view.image.numpy(), view.lungs)
-                small = blob_candidates(blobs, probability.numpy(), components)
-                kept += self.keep(
-                    view.image,
-                    probability,
-                    small,
-                    self.blob_classifier,
-                    self.thresholds.blob_classifier,
-                )
+            proposals = self.propose(view)
+            kept = [(c, s) for c, s in proposals.detector if s >= self.thresholds.classifier]
+            kept += [(c, s) for c, s in proposals.blobs if s >= self.thresholds.blob_classifier]
             confidences = paint_lesions(
-                canonical_lesions, view.box, probability, kept, hu, volume.spacing
+                canonical_lesions, view.box, proposals.probability, kept, hu, volume.spacing
             )
         lesions = measure(volume, lesion_map, confidences)
         return Findings(
@@ -150,17 +140,25 @@ class LungNodulePipeline:
             },
         )
 
-    def keep(
-        self,
-        image: torch.Tensor,
-        probability: torch.Tensor,
-        candidates: list[Candidate],
-        classifier: nn.Module | None,
-        threshold: float,
-    ) -> list[tuple[Candidate, float]]:
-        """The candidates whose confidence reaches `threshold`, with their confidence."""
-        scores = self.score(image, probability, candidates, classifier)
-        return [(c, s) for c, s in zip(candidates, scores, strict=True) if s >= threshold]
+    def propose(self, view: WorkingView) -> Proposals:
+        """Every candidate of both kinds in `view` with its confidence, before thresholds."""
+        probability = sliding_window_probability(
+            self.detector, view.image, self.runtime, DETECTOR_WINDOW
+        )
+        candidates, components = find_candidates(
+            probability.numpy(),
+            view.lungs,
+            WORKING_SPACING,
+            self.thresholds.detector,
+            self.thresholds.min_volume_mm3,
+        )
+        detector = self.score(view.image, probability, candidates, self.classifier)
+        blobs: list[tuple[Candidate, float]] = []
+        if self.blob_classifier is not None:
+            found = find_blobs(view.image.numpy(), view.lungs)
+            small = blob_candidates(found, probability.numpy(), components)
+            blobs = self.score(view.image, probability, small, self.blob_classifier)
+        return Proposals(probability, components, detector, blobs)
 
     def score(
         self,
@@ -168,15 +166,17 @@ class LungNodulePipeline:
         probability: torch.Tensor,
         candidates: list[Candidate],
         classifier: nn.Module | None,
-    ) -> list[float]:
-        """Classifier confidence per candidate, or the detector's peak probability without one."""
+    ) -> list[tuple[Candidate, float]]:
+        """Each candidate with its classifier confidence, or the detector's peak probability
+        without a classifier."""
         if classifier is None or not candidates:
-            return [c.max_probability for c in candidates]
+            return [(c, c.max_probability) for c in candidates]
         inputs = classifier_inputs(image, probability, candidates).to(self.runtime.device)
         inputs = inputs.float().contiguous(memory_format=torch.channels_last_3d)
         with torch.inference_mode(), autocast(self.runtime):
             logits = torch.cat([classifier(batch) for batch in inputs.split(CLASSIFIER_BATCH)])
-        return [float(v) for v in torch.sigmoid(logits.float()).cpu()]
+        confidences = torch.sigmoid(logits.float()).cpu()
+        return [(c, float(v)) for c, v in zip(candidates, confidences, strict=True)]
 
 
 def working_view(hu: np.ndarray, spacing: tuple[float, float, float]) -> WorkingView | None:

@@ -15,6 +15,10 @@ from models.pipelines.blobs import Blob
 CLASSIFIER_PATCH = 32
 
 
+MIN_LUNG_FRACTION = 1 / 3
+"""A component whose centre lies outside the lung mask is still a candidate if this share of
+it is inside: a large nodule on the pleura is no lung by HU, so its centre can fall outside."""
+
 BLOB_LABEL = 0
 """`Candidate.label` of a blob candidate: it has no component in the detector's label array."""
 
@@ -40,7 +44,8 @@ def find_candidates(
     threshold: float,
     min_volume_mm3: float,
 ) -> tuple[list[Candidate], np.ndarray]:
-    """Components of probability >= threshold, large enough, with their centre in the lungs."""
+    """Components of probability >= threshold, large enough, with their centre (or a third of
+    them) in the lungs."""
     labels, _ = ndimage.label(probability >= threshold, structure=np.ones((3, 3, 3)))
     voxel_mm3 = float(np.prod(spacing))
     found = []
@@ -51,7 +56,9 @@ def find_candidates(
         volume = float(inside.sum()) * voxel_mm3
         centre = np.array(ndimage.center_of_mass(inside)) + [part.start for part in box]
         index = tuple(np.clip(np.round(centre).astype(int), 0, np.array(lungs.shape) - 1))
-        if volume < min_volume_mm3 or not lungs[index]:
+        if volume < min_volume_mm3:
+            continue
+        if not lungs[index] and lungs[box][inside].mean() < MIN_LUNG_FRACTION:
             continue
         local = np.where(inside, probability[box], 0.0)
         peak = np.unravel_index(int(np.argmax(local)), local.shape)

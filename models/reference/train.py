@@ -56,13 +56,14 @@ from models.reference.phantom import GENERATOR_VERSION
 from models.reference.samples import TRAINING_SEED_LIMIT, patches
 
 log = logging.getLogger(__name__)
-RECIPE_VERSION = "0.5.2"
+RECIPE_VERSION = "0.5.3"
 """Raised when the training recipe or what the pipeline makes of the weights changes (0.4.1:
 the same weights as 0.4.0, lesion outlines redrawn at half maximum; 0.5.0: the blob candidates'
 classifier keeps where its features are, a spatial head; 0.5.1: that classifier judges the
 detector's candidates too, and the detector candidates' own one is gone; 0.5.2: the detector runs
 in 96-voxel windows, in the pipeline and when mining, while the shipped classifier is 0.5.1's,
-mined in the old windows); the seed is appended."""
+mined in the old windows; 0.5.3: a detector component a third inside the lungs is a candidate
+even with its centre outside); the seed is appended."""
 
 
 class PatchStream(IterableDataset[tuple[torch.Tensor, torch.Tensor]]):

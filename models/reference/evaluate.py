@@ -95,6 +95,12 @@ def choose_thresholds(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cases", type=int, default=30)
+    parser.add_argument(
+        "--first-case",
+        type=int,
+        default=0,
+        help="skip this many of the split's seeds (a fresh sample after looking at the first)",
+    )
     parser.add_argument("--split", choices=["evaluation", "validation"], default="evaluation")
     parser.add_argument(
         "--tune", action="store_true", help="choose the classifier threshold (validation only)"
@@ -114,7 +120,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.tune and args.split != "validation":
         parser.error("--tune only on the validation split")
-    base = VALIDATION_SEED_BASE if args.split == "validation" else EVALUATION_SEED_BASE
+    split_base = VALIDATION_SEED_BASE if args.split == "validation" else EVALUATION_SEED_BASE
+    base = split_base + args.first_case
     pipeline = LungNodulePipeline(args.weights)
     seeds = range(base, base + args.cases)
     metadata_path = args.weights / "reference.json"

@@ -210,6 +210,8 @@ def _stack_pixels(datasets: Sequence[Dataset]) -> np.ndarray:
         pixels = ds.pixel_array
         if pixels.ndim != 2:
             raise NotAVolumeError("only single-sample (grayscale) slices can form a volume")
-        np.multiply(pixels, slope, out=voxels[index], casting="unsafe")
-        voxels[index] += intercept
+        # in float32 throughout: a float64 slope made numpy compute each slice in float64 and
+        # cast it (0.9 s of 1.2 s for 300 slices of 512x512, session 15)
+        np.multiply(pixels, np.float32(slope), out=voxels[index], dtype=np.float32)
+        voxels[index] += np.float32(intercept)
     return voxels

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import itertools
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
 from monai.inferers import sliding_window_inference
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from models.pipelines.allocator import keep_freed_memory
 
 # bf16 autocast on CPU: measured in bench/inference.py; the pipelines use it where results hold
 # and where the CPU computes bf16 itself. "1" forces it on, "0" off; unset: `cpu_runs_bf16()`.
@@ -31,9 +34,11 @@ class Runtime:
 
 def pick_runtime(cpu_bf16: bool | None = None) -> Runtime:
     """CUDA with fp16 autocast when present, else CPU: bf16 autocast where the CPU runs bf16
-    (or `CPU_BF16_ENV` says so), fp32 otherwise."""
+    (or `CPU_BF16_ENV` says so), fp32 otherwise. On CPU the process's allocator is set to
+    reuse freed memory (`keep_freed_memory`)."""
     if torch.cuda.is_available():
         return Runtime(torch.device("cuda"), torch.float16)
+    keep_freed_memory()
     if cpu_bf16 is None:
         setting = os.environ.get(CPU_BF16_ENV, "")
         cpu_bf16 = setting == "1" if setting in ("0", "1") else cpu_runs_bf16()
@@ -60,6 +65,29 @@ def prepare(model: nn.Module, runtime: Runtime) -> nn.Module:
     if runtime.autocast_dtype is None:
         fold_batch_norms(model)
     return channels_last(model)
+
+
+def optimise_for_cpu(
+    model: nn.Module, runtime: Runtime, example_shape: tuple[int, ...]
+) -> nn.Module:
+    """In fp32 on CPU, `model` traced, frozen and rewritten by TorchScript's
+    `optimize_for_inference` (oneDNN convolutions with their layouts kept between layers); any
+    other runtime gets `model` back. Measured for the detector on a 2-core AVX2 VM (session 15):
+    0.10 s per 96^3 window against 0.17 s eager, logits within 1.2e-5, 2.4 s to build once per
+    process; the candidate classifier (32^3 cubes) gained nothing, so it stays eager. Works for
+    any input of the same rank: the trace holds no shapes."""
+    if runtime.device.type != "cpu" or runtime.autocast_dtype is not None:
+        return model
+    example = torch.zeros(example_shape).contiguous(memory_format=torch.channels_last_3d)
+    with torch.no_grad(), warnings.catch_warnings():
+        # TorchScript is deprecated in favour of torch.compile (not tried: it compiles at each
+        # process's first call and needs a C++ compiler on CPU); the pinned torch keeps it. The
+        # tracer's warnings are about shape checks (instance norm's) kept as constants.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        frozen = torch.jit.freeze(torch.jit.trace(model, example))
+        optimised: nn.Module = torch.jit.optimize_for_inference(frozen)
+    return optimised
 
 
 def fold_batch_norms(model: nn.Module) -> None:

@@ -35,6 +35,7 @@ from models.pipelines.half_maximum import half_maximum_mask, refine_outline
 from models.pipelines.inference import (
     Runtime,
     autocast,
+    optimise_for_cpu,
     pick_runtime,
     prepare,
     sliding_window_probability,
@@ -42,6 +43,7 @@ from models.pipelines.inference import (
 from models.preprocess import resample, to_working_grid
 from models.reference import WEIGHTS_DIR
 from models.reference.network import (
+    DETECTOR_OVERLAP,
     DETECTOR_WINDOW,
     WORKING_SPACING,
     build_detector,
@@ -98,9 +100,9 @@ class LungNodulePipeline:
         self.version = str(metadata["version"])
         self.thresholds = Thresholds(**metadata.get("thresholds", {}))
         self.runtime = runtime or pick_runtime()
-        self.detector = prepare(
-            load_weights(build_detector(), weights_dir / "detector.pt"), self.runtime
-        )
+        weights = load_weights(build_detector(), weights_dir / "detector.pt")
+        detector = prepare(weights, self.runtime)
+        self.detector = optimise_for_cpu(detector, self.runtime, (1, 1, *DETECTOR_WINDOW))
         self.blob_classifier = self._optional_classifier(weights_dir / "blob_classifier.pt")
         own = self._optional_classifier(weights_dir / "classifier.pt")
         # Since 0.5.1 the blob candidates' classifier (trained on both kinds) judges the
@@ -143,7 +145,7 @@ class LungNodulePipeline:
     def propose(self, view: WorkingView) -> Proposals:
         """Every candidate of both kinds in `view` with its confidence, before thresholds."""
         probability = sliding_window_probability(
-            self.detector, view.image, self.runtime, DETECTOR_WINDOW
+            self.detector, view.image, self.runtime, DETECTOR_WINDOW, DETECTOR_OVERLAP
         )
         candidates, components = find_candidates(
             probability.numpy(),

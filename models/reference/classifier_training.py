@@ -21,7 +21,12 @@ from models.pipelines.candidates import (
     find_candidates,
 )
 from models.pipelines.inference import Runtime, sliding_window_probability
-from models.reference.network import DETECTOR_WINDOW, WORKING_SPACING, CandidateClassifier
+from models.reference.network import (
+    DETECTOR_OVERLAP,
+    DETECTOR_WINDOW,
+    WORKING_SPACING,
+    CandidateClassifier,
+)
 from models.reference.samples import on_working_grid, training_phantom
 
 log = logging.getLogger(__name__)
@@ -61,7 +66,9 @@ def mine(
     inputs, labels, blobs = [], [], []
     for count, seed in enumerate(seeds, start=1):
         sample = on_working_grid(training_phantom(seed, nodules_per_slab))
-        probability = sliding_window_probability(detector, sample.image, runtime, DETECTOR_WINDOW)
+        probability = sliding_window_probability(
+            detector, sample.image, runtime, DETECTOR_WINDOW, DETECTOR_OVERLAP
+        )
         lungs = torch.nn.functional.max_pool3d(sample.lungs[None, None].float(), 7, 1, 3)[0, 0] > 0
         candidates, components = find_candidates(
             probability.numpy(),

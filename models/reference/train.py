@@ -45,6 +45,7 @@ from models.pipelines.lung_nodule import Thresholds
 from models.reference import WEIGHTS_DIR
 from models.reference.classifier_training import Mined, mine, train_classifier
 from models.reference.network import (
+    DETECTOR_OVERLAP,
     DETECTOR_PATCH,
     DETECTOR_WINDOW,
     WORKING_SPACING,
@@ -56,14 +57,15 @@ from models.reference.phantom import GENERATOR_VERSION
 from models.reference.samples import TRAINING_SEED_LIMIT, patches
 
 log = logging.getLogger(__name__)
-RECIPE_VERSION = "0.5.3"
+RECIPE_VERSION = "0.5.4"
 """Raised when the training recipe or what the pipeline makes of the weights changes (0.4.1:
 the same weights as 0.4.0, lesion outlines redrawn at half maximum; 0.5.0: the blob candidates'
 classifier keeps where its features are, a spatial head; 0.5.1: that classifier judges the
 detector's candidates too, and the detector candidates' own one is gone; 0.5.2: the detector runs
 in 96-voxel windows, in the pipeline and when mining, while the shipped classifier is 0.5.1's,
 mined in the old windows; 0.5.3: a detector component a third inside the lungs is a candidate
-even with its centre outside); the seed is appended."""
+even with its centre outside; 0.5.4: the detector's windows overlap by an eighth, not a quarter,
+and the thresholds are tuned again); the seed is appended."""
 
 
 class PatchStream(IterableDataset[tuple[torch.Tensor, torch.Tensor]]):
@@ -212,6 +214,7 @@ def write_metadata(args: argparse.Namespace, report: dict[str, object]) -> None:
         "preprocessing": {
             "working_spacing_mm": list(WORKING_SPACING),
             "inference_window": list(DETECTOR_WINDOW),
+            "inference_overlap": DETECTOR_OVERLAP,
             "hu_window": [-1000, 400],
             "scaling": "clip then map to [0, 1]",
             "crop": "lung bounding box from a 2 mm threshold lung mask, 10 mm margin",

@@ -6,8 +6,14 @@ import pytest
 import torch
 
 from models.pipelines import inference
-from models.pipelines.inference import CPU_BF16_ENV, Runtime, pick_runtime, prepare
-from models.reference.network import CandidateClassifier
+from models.pipelines.inference import (
+    CPU_BF16_ENV,
+    Runtime,
+    optimise_for_cpu,
+    pick_runtime,
+    prepare,
+)
+from models.reference.network import CandidateClassifier, build_detector
 
 pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is picked first")
 
@@ -58,3 +64,23 @@ def test_batch_norms_stay_under_autocast() -> None:
     model = prepare(CandidateClassifier(), Runtime(torch.device("cpu"), torch.bfloat16))
 
     assert any(isinstance(m, torch.nn.BatchNorm3d) for m in model.modules())
+
+
+def test_the_cpu_optimised_detector_computes_what_the_eager_one_does() -> None:
+    torch.manual_seed(0)
+    runtime = Runtime(torch.device("cpu"), None)
+    eager = prepare(build_detector(), runtime)
+    optimised = optimise_for_cpu(eager, runtime, (1, 1, 32, 32, 32))
+
+    assert isinstance(optimised, torch.jit.ScriptModule)
+    for shape in [(1, 1, 32, 32, 32), (1, 1, 48, 32, 64)]:  # the trace holds no shapes
+        inputs = torch.rand(shape).contiguous(memory_format=torch.channels_last_3d)
+        with torch.inference_mode():
+            assert torch.allclose(optimised(inputs), eager(inputs), atol=1e-4)
+
+
+def test_under_autocast_the_model_stays_eager() -> None:
+    runtime = Runtime(torch.device("cpu"), torch.bfloat16)
+    model = prepare(build_detector(), runtime)
+
+    assert optimise_for_cpu(model, runtime, (1, 1, 32, 32, 32)) is model

@@ -139,3 +139,14 @@ def test_real_ct_applies_rescale_and_refuses_a_single_slice() -> None:
     volume = load_datasets(_two_slice_series("CT_small.dcm"))
     expected = ct.pixel_array * float(ct.RescaleSlope) + float(ct.RescaleIntercept)
     np.testing.assert_allclose(volume.voxels[0], expected)
+
+
+def test_a_fractional_rescale_is_applied_in_float32() -> None:
+    series = _two_slice_series("CT_small.dcm")
+    for ds in series:
+        ds.RescaleSlope, ds.RescaleIntercept = "0.5", "-1000.25"
+    volume = load_datasets(series)
+    expected = series[1].pixel_array * 0.5 - 1000.25
+
+    assert volume.voxels.dtype == np.float32
+    np.testing.assert_allclose(volume.voxels[0], expected, rtol=0, atol=1e-3)

@@ -65,7 +65,7 @@ detector's candidates too, and the detector candidates' own one is gone; 0.5.2: 
 in 96-voxel windows, in the pipeline and when mining, while the shipped classifier is 0.5.1's,
 mined in the old windows; 0.5.3: a detector component a third inside the lungs is a candidate
 even with its centre outside; 0.5.4: the detector's windows overlap by an eighth, not a quarter,
-and the thresholds are tuned again); the seed is appended."""
+the thresholds kept); the seed is appended."""
 
 
 class PatchStream(IterableDataset[tuple[torch.Tensor, torch.Tensor]]):

@@ -21,6 +21,7 @@ from models.pipelines.candidates import (
     find_candidates,
 )
 from models.pipelines.inference import Runtime, sliding_window_probability
+from models.pipelines.symmetry import View
 from models.reference.network import (
     DETECTOR_OVERLAP,
     DETECTOR_WINDOW,
@@ -101,11 +102,10 @@ def is_nodule(candidate: Candidate, target: np.ndarray, components: np.ndarray) 
 
 
 def augment(batch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-    """Random flips on every axis and a random in-plane transpose; nodules have no handedness."""
-    for axis in (2, 3, 4):
-        if rng.uniform() < 0.5:
-            batch = batch.flip(axis)
-    return batch.transpose(3, 4) if rng.uniform() < 0.5 else batch
+    """One of the 16 symmetry views (`models.pipelines.symmetry`), drawn at random: a flip or
+    not on every axis, then an in-plane transpose or not; nodules have no handedness."""
+    z, y, x, transpose = (bool(rng.uniform() < 0.5) for _ in range(4))
+    return View((z, y, x), transpose).apply(batch)
 
 
 def train_classifier(

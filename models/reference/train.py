@@ -57,7 +57,7 @@ from models.reference.phantom import GENERATOR_VERSION
 from models.reference.samples import TRAINING_SEED_LIMIT, patches
 
 log = logging.getLogger(__name__)
-RECIPE_VERSION = "0.5.4"
+RECIPE_VERSION = "0.5.5"
 """Raised when the training recipe or what the pipeline makes of the weights changes (0.4.1:
 the same weights as 0.4.0, lesion outlines redrawn at half maximum; 0.5.0: the blob candidates'
 classifier keeps where its features are, a spatial head; 0.5.1: that classifier judges the
@@ -65,7 +65,8 @@ detector's candidates too, and the detector candidates' own one is gone; 0.5.2: 
 in 96-voxel windows, in the pipeline and when mining, while the shipped classifier is 0.5.1's,
 mined in the old windows; 0.5.3: a detector component a third inside the lungs is a candidate
 even with its centre outside; 0.5.4: the detector's windows overlap by an eighth, not a quarter,
-the thresholds kept); the seed is appended."""
+the thresholds kept; 0.5.5: the classifier's confidence is its mean over four symmetry views of
+the cube where one view gives 0.5 or more, the thresholds re-tuned); the seed is appended."""
 
 
 class PatchStream(IterableDataset[tuple[torch.Tensor, torch.Tensor]]):
@@ -210,6 +211,8 @@ def write_metadata(args: argparse.Namespace, report: dict[str, object]) -> None:
             " spatial head (flattened 4^3 features), trained on detector and blob candidates;"
             " it scores both kinds",
             "blob_filter": "multi-scale LoG peaks (sigma 1-3.2 mm) with negative Hessian",
+            "classifier_scoring": "the mean over 4 symmetry views (flips, in-plane transpose)"
+            " for a candidate whose own view scores 0.5 or more",
         },
         "preprocessing": {
             "working_spacing_mm": list(WORKING_SPACING),

@@ -7,9 +7,9 @@ reduction design of lung CAD systems).
 
 Per scale sigma, on the working grid (1 mm, scaled HU): smooth with a Gaussian, take the
 scale-normalised negative Laplacian (bright blobs of radius ~ sigma * sqrt(3) peak), keep its
-local maxima inside the lungs above `LOG_THRESHOLD`, and among those the round ones: all
-three Hessian eigenvalues negative, the weakest of them (sigma^2-normalised) at least
-`ROUNDNESS_THRESHOLD` (a vessel is flat along its axis, so its weakest eigenvalue is ~0).
+local maxima inside the lungs above the response gate, and among those the round ones: all
+three Hessian eigenvalues negative, the weakest of them (sigma^2-normalised) at least the
+roundness gate (a vessel is flat along its axis, so its weakest eigenvalue is ~0); `BlobGates`.
 Peaks of several scales close to each other are merged, the strongest response kept.
 """
 
@@ -23,9 +23,16 @@ from scipy import ndimage
 
 FINE_SIGMAS_MM = (1.0, 1.5)  # on the 1 mm working grid: nodules of about 3-5 mm
 COARSE_SIGMAS_MM = (2.2, 3.2)  # on a 2 mm grid: about 7-11 mm (larger ones are the U-Net's)
-LOG_THRESHOLD = 0.15
-ROUNDNESS_THRESHOLD = 0.04
 PEAK_WINDOW = 5
+
+
+@dataclass(frozen=True)
+class BlobGates:
+    """The least filter response and roundness of a blob: the defaults are the pipeline's;
+    the classifier's training may mine with wider ones (`models.reference.train`)."""
+
+    response: float = 0.15
+    roundness: float = 0.04
 
 
 @dataclass(frozen=True)
@@ -42,14 +49,14 @@ class Blob:
         return self.sigma * math.sqrt(3.0)
 
 
-def find_blobs(image: np.ndarray, lungs: np.ndarray) -> list[Blob]:
+def find_blobs(image: np.ndarray, lungs: np.ndarray, gates: BlobGates = BlobGates()) -> list[Blob]:
     """Round peaks of `image` (z, y, x, scaled HU on a 1 mm grid) inside `lungs`."""
     image = np.ascontiguousarray(image, dtype=np.float32)
-    found = [blob for sigma in FINE_SIGMAS_MM for blob in _blobs_at(image, lungs, sigma, 1)]
+    found = [blob for sigma in FINE_SIGMAS_MM for blob in _blobs_at(image, lungs, sigma, 1, gates)]
     coarse_image = halve(image)
     coarse_lungs = lungs[::2, ::2, ::2][tuple(slice(0, n) for n in coarse_image.shape)]
     for sigma in COARSE_SIGMAS_MM:
-        found += _blobs_at(coarse_image, coarse_lungs, sigma, 2)
+        found += _blobs_at(coarse_image, coarse_lungs, sigma, 2, gates)
     return merge_scales(found)
 
 
@@ -63,12 +70,14 @@ def halve(image: np.ndarray) -> np.ndarray:
     return result
 
 
-def _blobs_at(image: np.ndarray, lungs: np.ndarray, sigma_mm: float, step: int) -> list[Blob]:
+def _blobs_at(
+    image: np.ndarray, lungs: np.ndarray, sigma_mm: float, step: int, gates: BlobGates
+) -> list[Blob]:
     """Round local maxima of the normalised LoG at one scale, in working-grid voxels."""
     sigma = sigma_mm / step
     smooth = ndimage.gaussian_filter(image, sigma, mode="nearest", truncate=3.0)
     response = -(sigma**2) * laplacian(smooth)
-    points = local_maxima(response, np.argwhere((response > LOG_THRESHOLD) & lungs))
+    points = local_maxima(response, np.argwhere((response > gates.response) & lungs))
     roundness = sigma**2 * weakest_curvature(smooth, points)
     return [
         Blob(
@@ -78,7 +87,7 @@ def _blobs_at(image: np.ndarray, lungs: np.ndarray, sigma_mm: float, step: int) 
             float(value),
         )
         for (z, y, x), value in zip(points, roundness, strict=True)
-        if value >= ROUNDNESS_THRESHOLD
+        if value >= gates.roundness
     ]
 
 

@@ -23,7 +23,7 @@ from models.findings import ABNORMAL_STRUCTURE, LUNG, NODULE, Findings, SegmentD
 from models.lesions import measure
 from models.lungmask import lung_mask
 from models.orientation import canonical_flips
-from models.pipelines.blobs import find_blobs
+from models.pipelines.blobs import BlobGates, find_blobs
 from models.pipelines.candidates import (
     BLOB_LABEL,
     Candidate,
@@ -75,6 +75,12 @@ class Thresholds:
     min_volume_mm3: float = 6.0
     classifier: float = 0.5  # for detector candidates
     blob_classifier: float = 1.0  # for blob candidates; 1.0 keeps none
+    blob_response: float = BlobGates.response
+    blob_roundness: float = BlobGates.roundness
+
+    @property
+    def blob_gates(self) -> BlobGates:
+        return BlobGates(self.blob_response, self.blob_roundness)
 
 
 @dataclass(frozen=True)
@@ -165,7 +171,7 @@ class LungNodulePipeline:
         detector = self.score(view.image, probability, candidates, self.classifier)
         blobs: list[tuple[Candidate, float]] = []
         if self.blob_classifier is not None:
-            found = find_blobs(view.image.numpy(), view.lungs)
+            found = find_blobs(view.image.numpy(), view.lungs, self.thresholds.blob_gates)
             small = blob_candidates(found, probability.numpy(), components)
             blobs = self.score(view.image, probability, small, self.blob_classifier)
         return Proposals(probability, components, detector, blobs)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from models.pipelines.blobs import find_blobs
+from models.pipelines.blobs import BlobGates, find_blobs
 from models.pipelines.candidates import (
     BLOB_LABEL,
     Candidate,
@@ -58,15 +58,25 @@ class Mined:
         return cls(**torch.load(path, weights_only=True))
 
 
+@dataclass(frozen=True)
+class MiningOptions:
+    """What `mine` proposes: slabs of `nodules_per_slab` nodules (None: the usual 1-6; more
+    give more true candidates for the same mining time), blobs passing `gates`, and of the
+    false candidates of a slab at most `max_negatives`, drawn at random (None: all)."""
+
+    nodules_per_slab: int | None = None
+    gates: BlobGates = field(default_factory=BlobGates)
+    max_negatives: int | None = None
+
+
 def mine(
-    detector: nn.Module, seeds: range, runtime: Runtime, nodules_per_slab: int | None = None
+    detector: nn.Module, seeds: range, runtime: Runtime, options: MiningOptions = MiningOptions()
 ) -> Mined:
-    """Every detector candidate and every blob candidate on training slabs of
-    `nodules_per_slab` nodules (None: the usual 1-6; more give more true candidates for the
-    same mining time), in order of discovery."""
+    """The detector's and the blob filter's candidates on training slabs (`MiningOptions`),
+    in order of discovery."""
     inputs, labels, blobs = [], [], []
     for count, seed in enumerate(seeds, start=1):
-        sample = on_working_grid(training_phantom(seed, nodules_per_slab))
+        sample = on_working_grid(training_phantom(seed, options.nodules_per_slab))
         probability = sliding_window_probability(
             detector, sample.image, runtime, DETECTOR_WINDOW, DETECTOR_OVERLAP
         )
@@ -79,10 +89,15 @@ def mine(
             MINING_MIN_VOLUME_MM3,
         )
         candidates += blob_candidates(
-            find_blobs(sample.image.numpy(), lungs.numpy()), probability.numpy(), components
+            find_blobs(sample.image.numpy(), lungs.numpy(), options.gates),
+            probability.numpy(),
+            components,
         )
         target = sample.target.numpy() > 0
-        labels += [is_nodule(c, target, components) for c in candidates]
+        truth = [is_nodule(c, target, components) for c in candidates]
+        kept = keep_negatives(truth, options.max_negatives, np.random.default_rng(seed))
+        candidates = [candidates[i] for i in kept]
+        labels += [truth[i] for i in kept]
         blobs += [c.label == BLOB_LABEL for c in candidates]
         inputs.append(classifier_inputs(sample.image, probability, candidates))
         if count % 20 == 0:
@@ -90,6 +105,18 @@ def mine(
                 "mined %d phantoms, %d candidates, %d true", count, len(labels), int(sum(labels))
             )
     return Mined(torch.cat(inputs), torch.tensor(labels), torch.tensor(blobs, dtype=torch.bool))
+
+
+def keep_negatives(
+    truth: list[float], max_negatives: int | None, rng: np.random.Generator
+) -> list[int]:
+    """Indices of every true candidate and of at most `max_negatives` false ones (drawn by
+    `rng`), in their order."""
+    negatives = [i for i, value in enumerate(truth) if not value]
+    if max_negatives is not None and len(negatives) > max_negatives:
+        dropped = set(rng.choice(negatives, len(negatives) - max_negatives, replace=False).tolist())
+        return [i for i in range(len(truth)) if i not in dropped]
+    return list(range(len(truth)))
 
 
 def is_nodule(candidate: Candidate, target: np.ndarray, components: np.ndarray) -> float:
@@ -109,14 +136,22 @@ def augment(batch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
 
 
 def train_classifier(
-    inputs: torch.Tensor, labels: torch.Tensor, steps: int, seed: int, spatial: bool = False
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    steps: int,
+    seed: int,
+    spatial: bool = False,
+    start: nn.Module | None = None,
+    max_lr: float = 1e-3,
 ) -> tuple[nn.Module, dict[str, float]]:
+    """Train a classifier (with the spatial head or not) from scratch, or go on training
+    `start` (fine-tuning: with a lower `max_lr`)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = CandidateClassifier(spatial)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    model = start if start is not None else CandidateClassifier(spatial)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=max_lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, max_lr=1e-3, total_steps=steps, pct_start=0.1
+        optimiser, max_lr=max_lr, total_steps=steps, pct_start=0.1
     )
     positives = float(labels.sum())
     pos_weight = torch.tensor((len(labels) - positives) / max(positives, 1.0))

@@ -33,6 +33,7 @@ import torch
 from monai.losses import DiceCELoss
 from torch.utils.data import DataLoader, IterableDataset
 
+from models.pipelines.blobs import BlobGates
 from models.pipelines.inference import (
     Runtime,
     autocast,
@@ -43,13 +44,19 @@ from models.pipelines.inference import (
 )
 from models.pipelines.lung_nodule import Thresholds
 from models.reference import WEIGHTS_DIR
-from models.reference.classifier_training import Mined, mine, train_classifier
+from models.reference.classifier_training import (
+    Mined,
+    MiningOptions,
+    mine,
+    train_classifier,
+)
 from models.reference.network import (
     DETECTOR_OVERLAP,
     DETECTOR_PATCH,
     DETECTOR_WINDOW,
     WORKING_SPACING,
     build_detector,
+    load_classifier,
     load_weights,
     save_weights,
 )
@@ -175,7 +182,11 @@ def run_classifier_stage(
 ) -> dict[str, object]:
     """Stage 2: mine the detector's and the blob filter's candidates once (or read them from
     `args.mined`, where a first run saves them), then train the classifiers in `which`."""
-    report: dict[str, object] = {}
+    report: dict[str, object] = {
+        "mining_blob_gates": [args.mining_response, args.mining_roundness],
+        "mining_negatives_per_slab": args.mining_negatives,
+        "classifier_peak_lr": args.classifier_lr,
+    }
     if args.mined is not None and args.mined.exists():
         mined = Mined.load(args.mined)
     else:
@@ -184,17 +195,30 @@ def run_classifier_stage(
         runtime = pick_runtime()
         started = time.perf_counter()
         seeds = range(first, first + args.classifier_phantoms)
-        mined = mine(prepare(detector, runtime), seeds, runtime, args.classifier_nodules or None)
+        options = MiningOptions(
+            args.classifier_nodules or None,
+            BlobGates(args.mining_response, args.mining_roundness),
+            args.mining_negatives,
+        )
+        mined = mine(prepare(detector, runtime), seeds, runtime, options)
         report["mining_seconds"] = time.perf_counter() - started
         if args.mined is not None:
             mined.save(args.mined)
     for key in which:
         data = mined.detector_candidates() if key == "classifier" else mined
         spatial = key == "blob_classifier" or args.spatial_classifier
-        model, trained = train_classifier(data.inputs, data.labels, steps[key], args.seed, spatial)
+        start = load_classifier(args.weights / f"{key}.pt") if args.fine_tune else None
+        model, trained = train_classifier(
+            data.inputs, data.labels, steps[key], args.seed, spatial, start, args.classifier_lr
+        )
         save_weights(model.state_dict(), args.weights / f"{key}.pt")
-        report[key] = {**trained, "generator_version": GENERATOR_VERSION}
+        origin = {"fine_tuned_from": _version(args.weights)} if args.fine_tune else {}
+        report[key] = {**trained, "generator_version": GENERATOR_VERSION, **origin}
     return report
+
+
+def _version(weights: Path) -> str:
+    return str(json.loads((weights / "reference.json").read_text())["version"])
 
 
 def write_metadata(args: argparse.Namespace, report: dict[str, object]) -> None:
@@ -260,6 +284,29 @@ def main() -> None:
         help="stage 2's mined candidates: read from this file if it exists, else saved there",
     )
     parser.add_argument("--weights", type=Path, default=WEIGHTS_DIR, help="where weights go")
+    parser.add_argument(
+        "--mining-response",
+        type=float,
+        default=BlobGates.response,
+        help="the blob filter's response gate when mining (the pipeline's by default)",
+    )
+    parser.add_argument(
+        "--mining-roundness",
+        type=float,
+        default=BlobGates.roundness,
+        help="the blob filter's roundness gate when mining (the pipeline's by default)",
+    )
+    parser.add_argument(
+        "--mining-negatives",
+        type=int,
+        help="at most this many false candidates a slab, drawn at random (default: all)",
+    )
+    parser.add_argument(
+        "--fine-tune",
+        action="store_true",
+        help="go on training the classifiers in --weights instead of starting afresh",
+    )
+    parser.add_argument("--classifier-lr", type=float, default=1e-3, help="peak learning rate")
     parser.add_argument(
         "--spatial-classifier",
         action="store_true",

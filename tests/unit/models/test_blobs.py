@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from models.pipelines.blobs import PEAK_WINDOW, Blob, find_blobs, local_maxima
+from models.pipelines.blobs import PEAK_WINDOW, Blob, BlobGates, find_blobs, local_maxima
 from models.pipelines.candidates import BLOB_LABEL, blob_candidates
 from models.pipelines.half_maximum import half_maximum_mask, refine_outline
 from models.preprocess import HU_RANGE
@@ -62,6 +62,18 @@ def test_a_small_sphere_is_a_blob_at_its_centre(diameter: float) -> None:
     (blob,) = blobs
     assert np.linalg.norm(np.array(blob.centre) - centre) <= 1.5
     assert blob.radius == pytest.approx(diameter / 2, rel=0.6)
+
+
+def test_a_faint_ground_glass_sphere_passes_only_wider_gates() -> None:
+    """200 HU over the lung (ground glass): response about 0.11, roundness about 0.035."""
+    centre = np.array([24.2, 25.6, 23.9])
+    fraction, _ = _partial_volume_sphere((48, 48, 48), (1.0, 1.0, 1.0), centre, 2.5)
+    hu = LUNG_HU + 200.0 * (fraction - LUNG_HU) / (NODULE_HU - LUNG_HU)
+    lungs = np.ones(hu.shape, dtype=bool)
+
+    assert find_blobs(_scaled(hu), lungs) == []
+    (blob,) = find_blobs(_scaled(hu), lungs, BlobGates(response=0.08, roundness=0.025))
+    assert np.linalg.norm(np.array(blob.centre) - centre) <= 1.5
 
 
 def test_a_vessel_is_no_blob_and_nothing_outside_the_lungs_is() -> None:

@@ -1,14 +1,17 @@
 """Candidate classifiers come back from their weight files with the head they were trained with,
-and stage 2's mined candidates survive a round trip through their cache file unchanged."""
+the blob filter's gates from the weights' metadata, and stage 2's mined candidates survive a
+round trip through their cache file unchanged."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
+from models.pipelines.blobs import BlobGates
 from models.pipelines.lung_nodule import LungNodulePipeline
 from models.reference import WEIGHTS_DIR
 from models.reference.classifier_training import Mined
@@ -58,3 +61,17 @@ def test_without_their_own_classifier_detector_candidates_get_the_blob_one(tmp_p
     with_own = LungNodulePipeline(tmp_path)
     assert with_own.classifier is not with_own.blob_classifier
     assert isinstance(with_own.classifier.head[0], torch.nn.AdaptiveAvgPool3d)
+
+
+def test_the_blob_gates_come_from_the_weights_metadata(tmp_path: Path) -> None:
+    for name in ("detector.pt", "blob_classifier.pt"):
+        shutil.copy(WEIGHTS_DIR / name, tmp_path / name)
+    metadata = json.loads((WEIGHTS_DIR / "reference.json").read_text())
+    (tmp_path / "reference.json").write_text(json.dumps(metadata))
+
+    assert LungNodulePipeline(tmp_path).thresholds.blob_gates == BlobGates()
+
+    metadata["thresholds"].update(blob_response=0.08, blob_roundness=0.025)
+    (tmp_path / "reference.json").write_text(json.dumps(metadata))
+
+    assert LungNodulePipeline(tmp_path).thresholds.blob_gates == BlobGates(0.08, 0.025)

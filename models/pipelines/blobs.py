@@ -28,8 +28,9 @@ PEAK_WINDOW = 5
 
 @dataclass(frozen=True)
 class BlobGates:
-    """The least filter response and roundness of a blob: the defaults are the pipeline's;
-    the classifier's training may mine with wider ones (`models.reference.train`)."""
+    """The least filter response and roundness of a blob. The defaults are the gates the
+    shipped classifier was mined through, and the pipeline's where the weights' thresholds
+    name none (`blob_response`, `blob_roundness` in reference.json)."""
 
     response: float = 0.15
     roundness: float = 0.04

@@ -64,7 +64,7 @@ from models.reference.phantom import GENERATOR_VERSION
 from models.reference.samples import TRAINING_SEED_LIMIT, patches
 
 log = logging.getLogger(__name__)
-RECIPE_VERSION = "0.5.5"
+RECIPE_VERSION = "0.5.6"
 """Raised when the training recipe or what the pipeline makes of the weights changes (0.4.1:
 the same weights as 0.4.0, lesion outlines redrawn at half maximum; 0.5.0: the blob candidates'
 classifier keeps where its features are, a spatial head; 0.5.1: that classifier judges the
@@ -73,7 +73,8 @@ in 96-voxel windows, in the pipeline and when mining, while the shipped classifi
 mined in the old windows; 0.5.3: a detector component a third inside the lungs is a candidate
 even with its centre outside; 0.5.4: the detector's windows overlap by an eighth, not a quarter,
 the thresholds kept; 0.5.5: the classifier's confidence is its mean over four symmetry views of
-the cube where one view gives 0.5 or more, the thresholds re-tuned); the seed is appended."""
+the cube where one view gives 0.5 or more, the thresholds re-tuned; 0.5.6: wider blob gates,
+response 0.08 and roundness 0.025, the thresholds re-tuned); the seed is appended."""
 
 
 class PatchStream(IterableDataset[tuple[torch.Tensor, torch.Tensor]]):

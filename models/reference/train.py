@@ -289,13 +289,13 @@ def main() -> None:
         "--mining-response",
         type=float,
         default=BlobGates.response,
-        help="the blob filter's response gate when mining (the pipeline's by default)",
+        help="the blob filter's response gate when mining (default: the shipped classifier's)",
     )
     parser.add_argument(
         "--mining-roundness",
         type=float,
         default=BlobGates.roundness,
-        help="the blob filter's roundness gate when mining (the pipeline's by default)",
+        help="the blob filter's roundness gate when mining (default: the shipped classifier's)",
     )
     parser.add_argument(
         "--mining-negatives",

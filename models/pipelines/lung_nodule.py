@@ -3,8 +3,9 @@ classifier, lesions.
 
 run(volume): orient -> coarse lung mask -> crop to the lungs -> resample to the working grid ->
 sliding-window U-Net -> candidates (threshold, size, inside the lungs) plus round blobs the U-Net
-missed -> classifier confidence -> each kept one drawn on the original grid (the U-Net's
-probability, or a blob's half-maximum outline, then redrawn at half maximum) -> measurements.
+missed (those a cheap prefilter passes) -> classifier confidence -> each kept one drawn on the
+original grid (the U-Net's probability, or a blob's half-maximum outline, then redrawn at half
+maximum) -> measurements.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from models.findings import ABNORMAL_STRUCTURE, LUNG, NODULE, Findings, SegmentD
 from models.lesions import measure
 from models.lungmask import lung_mask
 from models.orientation import canonical_flips
+from models.pipelines.blob_prefilter import BlobPrefilter
 from models.pipelines.blobs import BlobGates, find_blobs
 from models.pipelines.candidates import (
     BLOB_LABEL,
@@ -109,10 +111,20 @@ class LungNodulePipeline:
         " phantoms"
     )
 
-    def __init__(self, weights_dir: Path = WEIGHTS_DIR, runtime: Runtime | None = None) -> None:
+    def __init__(
+        self,
+        weights_dir: Path = WEIGHTS_DIR,
+        runtime: Runtime | None = None,
+        *,
+        blob_prefilter: bool = True,
+    ) -> None:
+        """`blob_prefilter=False` gives every blob to the classifier, as when fitting the
+        prefilter, even where the weights' metadata has one."""
         metadata = json.loads((weights_dir / "reference.json").read_text())
         self.version = str(metadata["version"])
         self.thresholds = Thresholds(**metadata.get("thresholds", {}))
+        prefilter = metadata.get("blob_prefilter") if blob_prefilter else None
+        self.blob_prefilter = BlobPrefilter.from_json(prefilter) if prefilter else None
         self.runtime = runtime or pick_runtime()
         weights = load_weights(build_detector(), weights_dir / "detector.pt")
         detector = prepare(weights, self.runtime)
@@ -171,7 +183,10 @@ class LungNodulePipeline:
         detector = self.score(view.image, probability, candidates, self.classifier)
         blobs: list[tuple[Candidate, float]] = []
         if self.blob_classifier is not None:
-            found = find_blobs(view.image.numpy(), view.lungs, self.thresholds.blob_gates)
+            image = view.image.numpy()
+            found = find_blobs(image, view.lungs, self.thresholds.blob_gates)
+            if self.blob_prefilter is not None:
+                found = self.blob_prefilter.select(found, image, probability.numpy())
             small = blob_candidates(found, probability.numpy(), components)
             blobs = self.score(view.image, probability, small, self.blob_classifier)
         return Proposals(probability, components, detector, blobs)

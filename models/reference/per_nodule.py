@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from models.orientation import canonical_flips
-from models.pipelines.lung_nodule import LungNodulePipeline, Proposals, working_view
+from models.orientation import Flips, canonical_flips
+from models.pipelines.lung_nodule import LungNodulePipeline, Proposals, WorkingView, working_view
 from models.preprocess import resample
 from models.reference.dicom_series import phantom_volume
 from models.reference.metrics import SIZE_BANDS
@@ -47,13 +47,19 @@ def report(pipeline: LungNodulePipeline, phantom: Phantom) -> list[NoduleReport]
     if view is None:
         return []
     proposals = pipeline.propose(view)
-    labels = np.ascontiguousarray(flips.apply(phantom.labels)[view.box]).astype(np.float32)
-    shape = tuple(view.image.shape)
-    truth = resample(torch.from_numpy(labels), shape, mode="nearest").numpy().astype(np.int64)
+    truth = working_truth(phantom, flips, view)
     return [
         _nodule_report(pipeline, phantom, index, truth == index, proposals)
         for index in range(1, len(phantom.nodules) + 1)
     ]
+
+
+def working_truth(phantom: Phantom, flips: Flips, view: WorkingView) -> np.ndarray:
+    """The phantom's nodule labels (1, 2, ... per nodule) on `view`'s working grid."""
+    labels = np.ascontiguousarray(flips.apply(phantom.labels)[view.box]).astype(np.float32)
+    shape = tuple(view.image.shape)
+    truth: np.ndarray = resample(torch.from_numpy(labels), shape, mode="nearest").numpy()
+    return truth.astype(np.int64)
 
 
 def _nodule_report(

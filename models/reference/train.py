@@ -12,6 +12,11 @@ trained: `--only classifier` still trains one, for experiments). The mined slabs
 nodules each (`--classifier-nodules`): four times the true candidates of the usual 1-6 for the
 same mining time (release 0.4.0).
 
+Stage 3 (`--stage prefilter`, not part of `all`: run it after the thresholds are tuned, since it
+keeps the true nodules that the blob threshold in reference.json lets through) fits the blob
+prefilter (`models.reference.prefilter_fitting`) on `--prefilter-phantoms` whole-chest phantoms
+and writes it to reference.json.
+
 For experiments: `--weights DIR` writes somewhere else than the shipped weights (copy them there
 first: stage 2 reads the detector from it), `--mined FILE` saves stage 2's mined candidates
 (5.4 GB for the default 200 slabs, float32 as mined) or, when the file exists, trains from it
@@ -33,6 +38,7 @@ import torch
 from monai.losses import DiceCELoss
 from torch.utils.data import DataLoader, IterableDataset
 
+from models.pipelines.blob_prefilter import BlobPrefilter
 from models.pipelines.blobs import BlobGates
 from models.pipelines.inference import (
     Runtime,
@@ -42,7 +48,7 @@ from models.pipelines.inference import (
     pick_runtime,
     prepare,
 )
-from models.pipelines.lung_nodule import Thresholds
+from models.pipelines.lung_nodule import LungNodulePipeline, Thresholds
 from models.reference import WEIGHTS_DIR
 from models.reference.classifier_training import (
     Mined,
@@ -61,10 +67,11 @@ from models.reference.network import (
     save_weights,
 )
 from models.reference.phantom import GENERATOR_VERSION
+from models.reference.prefilter_fitting import collect, fit, fit_report
 from models.reference.samples import TRAINING_SEED_LIMIT, patches
 
 log = logging.getLogger(__name__)
-RECIPE_VERSION = "0.5.6"
+RECIPE_VERSION = "0.5.7"
 """Raised when the training recipe or what the pipeline makes of the weights changes (0.4.1:
 the same weights as 0.4.0, lesion outlines redrawn at half maximum; 0.5.0: the blob candidates'
 classifier keeps where its features are, a spatial head; 0.5.1: that classifier judges the
@@ -74,7 +81,8 @@ mined in the old windows; 0.5.3: a detector component a third inside the lungs i
 even with its centre outside; 0.5.4: the detector's windows overlap by an eighth, not a quarter,
 the thresholds kept; 0.5.5: the classifier's confidence is its mean over four symmetry views of
 the cube where one view gives 0.5 or more, the thresholds re-tuned; 0.5.6: wider blob gates,
-response 0.08 and roundness 0.025, the thresholds re-tuned); the seed is appended."""
+response 0.08 and roundness 0.025, the thresholds re-tuned; 0.5.7: a blob prefilter fitted in
+stage 3, the rest as 0.5.6); the seed is appended."""
 
 
 class PatchStream(IterableDataset[tuple[torch.Tensor, torch.Tensor]]):
@@ -171,7 +179,7 @@ def train_detector(
     }
 
 
-STAGES = ("all", "detector", "detector-fine-tune", "classifiers")
+STAGES = ("all", "detector", "detector-fine-tune", "classifiers", "prefilter")
 CLASSIFIERS = ("classifier", "blob_classifier")
 """By weight file name: a classifier trained on the detector's candidates only (shipped until
 0.5.0; `--only classifier` for experiments) and one trained on both kinds (the shipped one)."""
@@ -218,12 +226,34 @@ def run_classifier_stage(
     return report
 
 
+def run_prefilter_stage(args: argparse.Namespace) -> tuple[BlobPrefilter, dict[str, object]]:
+    """Stage 3: the blob prefilter fitted on whole chests of seeds of its own."""
+    started = time.perf_counter()
+    pipeline = LungNodulePipeline(args.weights, blob_prefilter=False)
+    first = (args.seed * 10_000 + 8_000) % TRAINING_SEED_LIMIT
+    table = collect(pipeline, range(first, first + args.prefilter_phantoms))
+    blob_threshold = pipeline.thresholds.blob_classifier
+    prefilter = fit(table, blob_threshold)
+    report: dict[str, object] = {
+        "phantoms": args.prefilter_phantoms,
+        "first_seed": first,
+        "runtime": pipeline.runtime.name,
+        "blob_threshold": blob_threshold,
+        **fit_report(table, prefilter, blob_threshold),
+        "seconds": time.perf_counter() - started,
+    }
+    return prefilter, report
+
+
 def _version(weights: Path) -> str:
     return str(json.loads((weights / "reference.json").read_text())["version"])
 
 
-def write_metadata(args: argparse.Namespace, report: dict[str, object]) -> None:
-    """reference.json: what the weights are, how they were made; evaluation adds the metrics."""
+def write_metadata(
+    args: argparse.Namespace, report: dict[str, object], prefilter: BlobPrefilter | None
+) -> None:
+    """reference.json: what the weights are, how they were made (and the blob prefilter, when
+    fitted, else the one already there); evaluation adds the metrics."""
     path = args.weights / "reference.json"
     previous = json.loads(path.read_text()) if path.exists() else {}
     metadata = {
@@ -235,7 +265,12 @@ def write_metadata(args: argparse.Namespace, report: dict[str, object]) -> None:
             "blob_classifier": "CandidateClassifier: 3 conv blocks on a 2-channel 32^3 cube, a"
             " spatial head (flattened 4^3 features), trained on detector and blob candidates;"
             " it scores both kinds",
-            "blob_filter": "multi-scale LoG peaks (sigma 1-3.2 mm) with negative Hessian",
+            "blob_filter": "multi-scale LoG peaks (sigma 1-3.2 mm) with negative Hessian; gates:"
+            " the thresholds' blob_response and blob_roundness (0.08 / 0.025 since 0.5.6; the"
+            " classifier was mined through 0.15 / 0.04)",
+            "blob_prefilter": "a logistic score of 6 numbers per blob (filter response and"
+            " roundness, scale, detector probability and image near it); a blob under its"
+            " threshold does not reach the classifier",
             "classifier_scoring": "the mean over 4 symmetry views (flips, in-plane transpose)"
             " for a candidate whose own view scores 0.5 or more",
         },
@@ -250,8 +285,10 @@ def write_metadata(args: argparse.Namespace, report: dict[str, object]) -> None:
         "training": {**previous.get("training", {}), **report},
         "thresholds": previous.get("thresholds", dataclasses.asdict(Thresholds())),
     }
-    for key in ("validation", "evaluation", "notes"):
-        if key in previous:
+    if prefilter is not None:
+        metadata["blob_prefilter"] = prefilter.to_json()
+    for key in ("blob_prefilter", "validation", "evaluation", "notes"):
+        if key in previous and key not in metadata:
             metadata[key] = previous[key]
     path.write_text(json.dumps(metadata, indent=2) + "\n")
 
@@ -308,6 +345,7 @@ def main() -> None:
         help="go on training the classifiers in --weights instead of starting afresh",
     )
     parser.add_argument("--classifier-lr", type=float, default=1e-3, help="peak learning rate")
+    parser.add_argument("--prefilter-phantoms", type=int, default=60)
     parser.add_argument(
         "--spatial-classifier",
         action="store_true",
@@ -333,8 +371,11 @@ def main() -> None:
         report["classifier_nodules_per_slab"] = args.classifier_nodules
         report["classifier_phantoms"] = args.classifier_phantoms
         report.update({f"{key}_steps": steps[key] for key in which})
+    prefilter = None
+    if args.stage == "prefilter":
+        prefilter, report["blob_prefilter"] = run_prefilter_stage(args)
     (args.scratch / f"train-{args.stage}.json").write_text(json.dumps(report, indent=2))
-    write_metadata(args, report)
+    write_metadata(args, report, prefilter)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Candidate classifiers come back from their weight files with the head they were trained with,
-the blob filter's gates from the weights' metadata, and stage 2's mined candidates survive a
-round trip through their cache file unchanged."""
+the blob filter's gates and prefilter from the weights' metadata, and stage 2's mined candidates
+survive a round trip through their cache file unchanged."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from models.pipelines.blob_prefilter import BlobPrefilter
 from models.pipelines.blobs import BlobGates
 from models.pipelines.lung_nodule import LungNodulePipeline
 from models.reference import WEIGHTS_DIR
@@ -77,3 +78,20 @@ def test_the_blob_gates_come_from_the_weights_metadata(tmp_path: Path) -> None:
     (tmp_path / "reference.json").write_text(json.dumps(metadata))
 
     assert LungNodulePipeline(tmp_path).thresholds.blob_gates == BlobGates(0.08, 0.025)
+
+
+def test_the_blob_prefilter_comes_from_the_weights_metadata(tmp_path: Path) -> None:
+    for name in ("detector.pt", "blob_classifier.pt"):
+        shutil.copy(WEIGHTS_DIR / name, tmp_path / name)
+    metadata = json.loads((WEIGHTS_DIR / "reference.json").read_text())
+    metadata.pop("blob_prefilter", None)  # weights before 0.5.7 have none
+    (tmp_path / "reference.json").write_text(json.dumps(metadata))
+
+    assert LungNodulePipeline(tmp_path).blob_prefilter is None
+
+    prefilter = BlobPrefilter((0.0,) * 6, (1.0,) * 6, (0.0, 1, 0, 0, 0, 0), -0.5, 0.25)
+    metadata["blob_prefilter"] = prefilter.to_json()
+    (tmp_path / "reference.json").write_text(json.dumps(metadata))
+
+    assert LungNodulePipeline(tmp_path).blob_prefilter == prefilter
+    assert LungNodulePipeline(tmp_path, blob_prefilter=False).blob_prefilter is None

@@ -6,8 +6,8 @@ candidate, at about 780 blobs a chest, nearly all of them vessel crossings and b
 each with the candidate classifier cost 3-5 s a chest. The numbers (`blob_features`): the
 filter's response and roundness (logarithms), the blob's scale, the detector's largest
 probability near it (logarithm), the scaled image at its centre and the mean around it. The
-weights are fitted to predict which blobs the classifier scores highly, and the threshold is
-the lowest score of the fitting phantoms' true nodules that the classifier found
+weights are fitted to predict which blobs the classifier scores highly, and the threshold lies a
+margin under the lowest score of the fitting phantoms' true nodules that the classifier found
 (`models.reference.prefilter_fitting`).
 """
 

@@ -35,6 +35,7 @@ class Candidate:
     max_probability: float
     volume_mm3: float
     radius_mm: float = 0.0  # a blob's; 0 for a detector component
+    blob: Blob | None = None  # the blob a blob candidate stands for
 
 
 def find_candidates(
@@ -98,6 +99,7 @@ def blob_candidates(
                 max_probability=float(probability[blob.centre]),
                 volume_mm3=4.0 / 3.0 * np.pi * blob.radius**3,
                 radius_mm=blob.radius,
+                blob=blob,
             )
         )
     return found

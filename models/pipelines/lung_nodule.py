@@ -183,11 +183,11 @@ class LungNodulePipeline:
         detector = self.score(view.image, probability, candidates, self.classifier)
         blobs: list[tuple[Candidate, float]] = []
         if self.blob_classifier is not None:
-            image = view.image.numpy()
+            image, probabilities = view.image.numpy(), probability.numpy()
             found = find_blobs(image, view.lungs, self.thresholds.blob_gates)
             if self.blob_prefilter is not None:
-                found = self.blob_prefilter.select(found, image, probability.numpy())
-            small = blob_candidates(found, probability.numpy(), components)
+                found = self.blob_prefilter.select(found, image, probabilities)
+            small = blob_candidates(found, probabilities, components)
             blobs = self.score(view.image, probability, small, self.blob_classifier)
         return Proposals(probability, components, detector, blobs)
 

@@ -1,6 +1,6 @@
 """Training stage 3: fit the blob prefilter (`models.pipelines.blob_prefilter`).
 
-The pipeline, its prefilter off, runs over whole-chest phantoms of training seeds; for every
+The pipeline, its prefilter off, runs over phantoms (whole chests of training seeds); for every
 blob candidate it gives the classifier, the prefilter's features, the classifier's confidence
 and whether the blob's centre lies in a nodule. A logistic regression of the features learns
 which blobs the classifier finds likely (a confidence of `VIEW_GATE` or more), and the threshold
@@ -22,11 +22,10 @@ import torch
 
 from models.orientation import canonical_flips
 from models.pipelines.blob_prefilter import FEATURES, BlobPrefilter, blob_features
-from models.pipelines.blobs import find_blobs
 from models.pipelines.lung_nodule import VIEW_GATE, LungNodulePipeline, working_view
 from models.reference.dicom_series import phantom_volume
 from models.reference.per_nodule import working_truth
-from models.reference.phantom import generate
+from models.reference.phantom import Phantom
 
 log = logging.getLogger(__name__)
 L2_PENALTY = 1e-3
@@ -54,31 +53,29 @@ class BlobTable:
         )
 
 
-def collect(pipeline: LungNodulePipeline, seeds: Iterable[int]) -> BlobTable:
-    """The blob candidates of whole-chest phantoms, as `pipeline` (prefilter off) sees them."""
+def collect(pipeline: LungNodulePipeline, phantoms: Iterable[Phantom]) -> BlobTable:
+    """The blob candidates of `phantoms`, as `pipeline` (prefilter off) sees them."""
     assert pipeline.blob_prefilter is None, "fit the prefilter on every blob"
     tables = []
-    for seed in seeds:
+    for phantom in phantoms:
         started = time.perf_counter()
-        phantom = generate(seed)
         volume = phantom_volume(phantom)
         flips = canonical_flips(volume)
         view = working_view(flips.apply(volume.voxels), volume.spacing)
         if view is None:
             continue
         proposals = pipeline.propose(view)
-        image = view.image.numpy()
-        found = {b.centre: b for b in find_blobs(image, view.lungs, pipeline.thresholds.blob_gates)}
-        blobs = [found[candidate.peak] for candidate, _ in proposals.blobs]
+        blobs = [candidate.blob for candidate, _ in proposals.blobs if candidate.blob]
         truth = working_truth(phantom, flips, view)
         tables.append(
             BlobTable(
-                blob_features(blobs, image, proposals.probability.numpy()),
+                blob_features(blobs, view.image.numpy(), proposals.probability.numpy()),
                 np.array([confidence for _, confidence in proposals.blobs]),
                 np.array([truth[blob.centre] > 0 for blob in blobs], dtype=bool),
             )
         )
-        log.info("seed %d: %d blobs, %.1f s", seed, len(blobs), time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        log.info("seed %d: %d blobs, %.1f s", phantom.seed, len(blobs), seconds)
     return BlobTable.concatenate(tables)
 
 

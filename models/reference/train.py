@@ -66,7 +66,7 @@ from models.reference.network import (
     load_weights,
     save_weights,
 )
-from models.reference.phantom import GENERATOR_VERSION
+from models.reference.phantom import GENERATOR_VERSION, generate
 from models.reference.prefilter_fitting import collect, fit, fit_report
 from models.reference.samples import TRAINING_SEED_LIMIT, patches
 
@@ -231,7 +231,8 @@ def run_prefilter_stage(args: argparse.Namespace) -> tuple[BlobPrefilter, dict[s
     started = time.perf_counter()
     pipeline = LungNodulePipeline(args.weights, blob_prefilter=False)
     first = (args.seed * 10_000 + 8_000) % TRAINING_SEED_LIMIT
-    table = collect(pipeline, range(first, first + args.prefilter_phantoms))
+    seeds = range(first, first + args.prefilter_phantoms)
+    table = collect(pipeline, (generate(seed) for seed in seeds))
     blob_threshold = pipeline.thresholds.blob_classifier
     prefilter = fit(table, blob_threshold)
     report: dict[str, object] = {

@@ -1,4 +1,5 @@
-"""The blob prefilter: its features, its scores and selection, its fitting, its JSON form."""
+"""The blob prefilter: its features, its scores and selection, its fitting (and the table it is
+fitted on), its JSON form."""
 
 from __future__ import annotations
 
@@ -7,9 +8,13 @@ import math
 import numpy as np
 import pytest
 
+from models.orientation import canonical_flips
 from models.pipelines.blob_prefilter import FEATURES, BlobPrefilter, blob_features
 from models.pipelines.blobs import Blob
-from models.reference.prefilter_fitting import BlobTable, fit, fit_report
+from models.pipelines.lung_nodule import LungNodulePipeline, working_view
+from models.reference.dicom_series import phantom_volume
+from models.reference.phantom import Geometry, generate
+from models.reference.prefilter_fitting import BlobTable, collect, fit, fit_report
 
 CENTRE_ONLY = BlobPrefilter(
     mean=(0.0,) * 6, scale=(1.0,) * 6, weights=(0, 0, 0, 0, 1, 0), bias=0.0, threshold=0.5
@@ -90,3 +95,22 @@ def test_fitting_without_a_likely_blob_is_refused() -> None:
 
     with pytest.raises(ValueError, match="more phantoms"):
         fit(unlikely, blob_threshold=0.9)
+
+
+def test_collect_gives_a_row_per_blob_candidate_of_the_pipeline() -> None:
+    phantom = generate(164, Geometry(256, 1.4, 2.0, 40), nodule_count=1, window=(120, 200))
+    pipeline = LungNodulePipeline(blob_prefilter=False)
+    volume = phantom_volume(phantom)
+    view = working_view(canonical_flips(volume).apply(volume.voxels), volume.spacing)
+    assert view is not None
+    candidates = pipeline.propose(view).blobs
+
+    table = collect(pipeline, [phantom])
+
+    assert len(candidates) > 0
+    assert table.features.shape == (len(candidates), len(FEATURES))
+    assert np.isfinite(table.features).all()
+    np.testing.assert_allclose(table.confidences, [score for _, score in candidates])
+    assert table.in_nodule.dtype == bool
+    with pytest.raises(AssertionError, match="every blob"):
+        collect(LungNodulePipeline(), [phantom])

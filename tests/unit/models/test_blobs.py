@@ -175,6 +175,7 @@ def test_blobs_the_detector_already_covers_are_no_new_candidates() -> None:
     assert candidate.peak == (15, 5, 5)
     assert candidate.max_probability == pytest.approx(0.2)
     assert candidate.radius_mm == pytest.approx(missed.radius)
+    assert candidate.blob is missed
     assert all(
         part.start <= c < part.stop for part, c in zip(candidate.box, (15, 5, 5), strict=True)
     )

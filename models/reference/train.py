@@ -346,7 +346,12 @@ def main() -> None:
         help="go on training the classifiers in --weights instead of starting afresh",
     )
     parser.add_argument("--classifier-lr", type=float, default=1e-3, help="peak learning rate")
-    parser.add_argument("--prefilter-phantoms", type=int, default=60)
+    parser.add_argument(
+        "--prefilter-phantoms",
+        type=int,
+        default=60,
+        help="whole-chest phantoms the blob prefilter is fitted on (stage prefilter)",
+    )
     parser.add_argument(
         "--spatial-classifier",
         action="store_true",

@@ -69,12 +69,13 @@ def collect(pipeline: LungNodulePipeline, phantoms: Iterable[Phantom]) -> BlobTa
         if view is None:
             continue
         proposals = pipeline.propose(view)
-        blobs = [candidate.blob for candidate, _ in proposals.blobs if candidate.blob]
+        scored = [(c.blob, confidence) for c, confidence in proposals.blobs if c.blob]
+        blobs = [blob for blob, _ in scored]
         truth = working_truth(phantom, flips, view)
         tables.append(
             BlobTable(
                 blob_features(blobs, view.image.numpy(), proposals.probability.numpy()),
-                np.array([confidence for _, confidence in proposals.blobs]),
+                np.array([confidence for _, confidence in scored]),
                 np.array([truth[blob.centre] > 0 for blob in blobs], dtype=bool),
             )
         )

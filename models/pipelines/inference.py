@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import warnings
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from models.pipelines.allocator import keep_freed_memory
 # bf16 autocast on CPU: measured in bench/inference.py; the pipelines use it where results hold
 # and where the CPU computes bf16 itself. "1" forces it on, "0" off; unset: `cpu_runs_bf16()`.
 CPU_BF16_ENV = "DICOM_AGENT_CPU_BF16"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,12 @@ def pick_runtime(cpu_bf16: bool | None = None) -> Runtime:
     if cpu_bf16 is None:
         setting = os.environ.get(CPU_BF16_ENV, "")
         cpu_bf16 = setting == "1" if setting in ("0", "1") else cpu_runs_bf16()
+    if cpu_bf16 and not cpu_runs_bf16():
+        log.warning(
+            "bf16 autocast forced on a CPU without bf16 kernels: expect inference many times"
+            " slower than fp32 (%s=0 or unset picks fp32 here)",
+            CPU_BF16_ENV,
+        )
     return Runtime(torch.device("cpu"), torch.bfloat16 if cpu_bf16 else None)
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.pipelines.blob_prefilter import BlobPrefilter
 from models.pipelines.blobs import BlobGates, find_blobs
 from models.pipelines.candidates import (
     BLOB_LABEL,
@@ -28,6 +29,7 @@ from models.reference.network import (
     WORKING_SPACING,
     CandidateClassifier,
 )
+from models.reference.phantom import BAND_SHARES
 from models.reference.samples import on_working_grid, training_phantom
 
 log = logging.getLogger(__name__)
@@ -61,12 +63,15 @@ class Mined:
 @dataclass(frozen=True)
 class MiningOptions:
     """What `mine` proposes: slabs of `nodules_per_slab` nodules (None: the usual 1-6; more
-    give more true candidates for the same mining time), blobs passing `gates`, and of the
-    false candidates of a slab at most `max_negatives`, drawn at random (None: all)."""
+    give more true candidates for the same mining time) of sizes drawn by `band_shares`, blobs
+    passing `gates` (and `prefilter`, when given, as in the pipeline), and of the false
+    candidates of a slab at most `max_negatives`, drawn at random (None: all)."""
 
     nodules_per_slab: int | None = None
     gates: BlobGates = field(default_factory=BlobGates)
     max_negatives: int | None = None
+    band_shares: tuple[float, float, float] = BAND_SHARES
+    prefilter: BlobPrefilter | None = None
 
 
 def mine(
@@ -76,7 +81,8 @@ def mine(
     in order of discovery."""
     inputs, labels, blobs = [], [], []
     for count, seed in enumerate(seeds, start=1):
-        sample = on_working_grid(training_phantom(seed, options.nodules_per_slab))
+        phantom = training_phantom(seed, options.nodules_per_slab, options.band_shares)
+        sample = on_working_grid(phantom)
         probability = sliding_window_probability(
             detector, sample.image, runtime, DETECTOR_WINDOW, DETECTOR_OVERLAP
         )
@@ -88,11 +94,11 @@ def mine(
             MINING_THRESHOLD,
             MINING_MIN_VOLUME_MM3,
         )
-        candidates += blob_candidates(
-            find_blobs(sample.image.numpy(), lungs.numpy(), options.gates),
-            probability.numpy(),
-            components,
-        )
+        image = sample.image.numpy()
+        found = find_blobs(image, lungs.numpy(), options.gates)
+        if options.prefilter is not None:
+            found = options.prefilter.select(found, image, probability.numpy())
+        candidates += blob_candidates(found, probability.numpy(), components)
         target = sample.target.numpy() > 0
         truth = [is_nodule(c, target, components) for c in candidates]
         kept = keep_negatives(truth, options.max_negatives, np.random.default_rng(seed))

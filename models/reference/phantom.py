@@ -25,6 +25,11 @@ from models.reference.shapes import Grid, ellipsoid
 GENERATOR_VERSION = "1.1"
 KINDS = ("solid", "part-solid", "ground-glass")
 PLACEMENTS = ("free", "juxta-pleural", "near-vessel")
+SIZE_BANDS_MM = ((3.0, 6.0), (6.0, 10.0), (10.0, 25.0))
+BAND_SHARES = (0.4, 0.3, 0.3)
+"""The chance of each size band; training's mining may over-draw small nodules
+(`--mining-small-share`). Any shares draw the same random numbers, so the rest of a phantom
+does not change with them."""
 
 
 @dataclass(frozen=True)
@@ -72,8 +77,10 @@ def generate(
     geometry: Geometry | None = None,
     nodule_count: int | None = None,
     window: tuple[float, float] | None = None,
+    band_shares: tuple[float, float, float] = BAND_SHARES,
 ) -> Phantom:
-    """Render a phantom; `window` (z from, z to, mm of the chest) renders only a slab of it."""
+    """Render a phantom; `window` (z from, z to, mm of the chest) renders only a slab of it;
+    `band_shares` are the chances of a nodule's size band (`SIZE_BANDS_MM`)."""
     rng = np.random.default_rng(seed)
     geometry = geometry or draw_geometry(rng)
     fov = geometry.matrix * geometry.pixel_spacing
@@ -94,7 +101,7 @@ def generate(
     hu += (chest.vessel_hu - hu) * vessel_occupancy
     lungs = lung_occupancy > 0.5
     count = nodule_count if nodule_count is not None else int(rng.integers(0, 7))
-    nodules = place_nodules(rng, grid, lungs, vessels, z_offset, count)
+    nodules = place_nodules(rng, grid, lungs, vessels, z_offset, count, band_shares)
     labels = np.zeros(grid.shape, dtype=np.int16)
     for index, nodule in enumerate(nodules, start=1):
         _draw_nodule(rng, grid, hu, labels, lung_occupancy, nodule, index)
@@ -111,9 +118,15 @@ def generate(
     )
 
 
-def _diameter(rng: np.random.Generator) -> float:
-    band = rng.choice(3, p=[0.4, 0.3, 0.3])
-    low, high = ((3.0, 6.0), (6.0, 10.0), (10.0, 25.0))[band]
+def band_shares_with(small_share: float) -> tuple[float, float, float]:
+    """`BAND_SHARES` with the 3-6 mm band's set to `small_share`, the others in proportion."""
+    rest = (1.0 - small_share) / sum(BAND_SHARES[1:])
+    return (small_share, BAND_SHARES[1] * rest, BAND_SHARES[2] * rest)
+
+
+def _diameter(rng: np.random.Generator, band_shares: tuple[float, float, float]) -> float:
+    band = rng.choice(3, p=list(band_shares))
+    low, high = SIZE_BANDS_MM[band]
     return float(np.exp(rng.uniform(np.log(low), np.log(high))))
 
 
@@ -124,6 +137,7 @@ def place_nodules(
     vessels: list[tuple[np.ndarray, np.ndarray, float]],
     z_offset: float,
     count: int,
+    band_shares: tuple[float, float, float] = BAND_SHARES,
 ) -> list[Nodule]:
     """Centres inside the lungs, apart from each other, by placement kind."""
     if count == 0 or not lungs.any():
@@ -137,7 +151,7 @@ def place_nodules(
     for _ in range(count * 60):
         if len(placed) == count:
             break
-        diameter = _diameter(rng)
+        diameter = _diameter(rng, band_shares)
         kind = str(rng.choice(KINDS, p=[0.65, 0.17, 0.18]))
         placement = str(rng.choice(PLACEMENTS, p=[0.5, 0.3, 0.2]))
         radius = diameter / 2

@@ -12,7 +12,7 @@ from scipy import ndimage
 from models.patches import crop
 from models.preprocess import resample, to_working_grid, working_shape
 from models.reference.network import WORKING_SPACING
-from models.reference.phantom import Phantom, draw_geometry, generate
+from models.reference.phantom import BAND_SHARES, Phantom, draw_geometry, generate
 
 CHEST_LENGTH_MM = 300.0
 # Seeds below this are for training; validation and evaluation seeds start above it.
@@ -29,14 +29,19 @@ class WorkingSample:
     phantom: Phantom
 
 
-def training_phantom(seed: int, nodule_count: int | None = None) -> Phantom:
-    """A slab of 72-110 mm from a random chest, with 1-6 nodules or `nodule_count`."""
+def training_phantom(
+    seed: int,
+    nodule_count: int | None = None,
+    band_shares: tuple[float, float, float] = BAND_SHARES,
+) -> Phantom:
+    """A slab of 72-110 mm from a random chest, with 1-6 nodules or `nodule_count` (sizes drawn
+    by `band_shares`)."""
     rng = np.random.default_rng(seed + 7_000_000)
     geometry = draw_geometry(rng)
     length = float(rng.uniform(72, 110))
     start = float(rng.uniform(0, CHEST_LENGTH_MM - length))
     count = int(rng.integers(1, 7)) if nodule_count is None else nodule_count
-    return generate(seed, geometry, count, (start, start + length))
+    return generate(seed, geometry, count, (start, start + length), band_shares)
 
 
 def on_working_grid(phantom: Phantom) -> WorkingSample:

@@ -66,7 +66,7 @@ from models.reference.network import (
     load_weights,
     save_weights,
 )
-from models.reference.phantom import GENERATOR_VERSION, generate
+from models.reference.phantom import BAND_SHARES, GENERATOR_VERSION, band_shares_with, generate
 from models.reference.prefilter_fitting import collect, fit, fit_report
 from models.reference.samples import TRAINING_SEED_LIMIT, patches
 
@@ -194,6 +194,8 @@ def run_classifier_stage(
     report: dict[str, object] = {
         "mining_blob_gates": [args.mining_response, args.mining_roundness],
         "mining_negatives_per_slab": args.mining_negatives,
+        "mining_small_share": args.mining_small_share,
+        "mining_prefilter": args.mining_prefilter,
         "classifier_peak_lr": args.classifier_lr,
     }
     if args.mined is not None and args.mined.exists():
@@ -204,10 +206,13 @@ def run_classifier_stage(
         runtime = pick_runtime()
         started = time.perf_counter()
         seeds = range(first, first + args.classifier_phantoms)
+        share = args.mining_small_share
         options = MiningOptions(
             args.classifier_nodules or None,
             BlobGates(args.mining_response, args.mining_roundness),
             args.mining_negatives,
+            BAND_SHARES if share is None else band_shares_with(share),
+            _shipped_prefilter(args.weights) if args.mining_prefilter else None,
         )
         mined = mine(prepare(detector, runtime), seeds, runtime, options)
         report["mining_seconds"] = time.perf_counter() - started
@@ -224,6 +229,13 @@ def run_classifier_stage(
         origin = {"fine_tuned_from": _version(args.weights)} if args.fine_tune else {}
         report[key] = {**trained, "generator_version": GENERATOR_VERSION, **origin}
     return report
+
+
+def _shipped_prefilter(weights: Path) -> BlobPrefilter:
+    values = json.loads((weights / "reference.json").read_text()).get("blob_prefilter")
+    if values is None:
+        raise SystemExit(f"--mining-prefilter: {weights / 'reference.json'} has no blob_prefilter")
+    return BlobPrefilter.from_json(values)
 
 
 def run_prefilter_stage(args: argparse.Namespace) -> tuple[BlobPrefilter, dict[str, object]]:
@@ -339,6 +351,16 @@ def main() -> None:
         "--mining-negatives",
         type=int,
         help="at most this many false candidates a slab, drawn at random (default: all)",
+    )
+    parser.add_argument(
+        "--mining-small-share",
+        type=float,
+        help="the chance that a mined slab's nodule is 3-6 mm (default: the generator's 0.4)",
+    )
+    parser.add_argument(
+        "--mining-prefilter",
+        action="store_true",
+        help="mine only the blobs that the blob prefilter in --weights passes, as the pipeline",
     )
     parser.add_argument(
         "--fine-tune",

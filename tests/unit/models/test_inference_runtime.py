@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 
@@ -36,6 +38,19 @@ def test_the_environment_overrides_the_cpu_check(
     monkeypatch.setattr(inference, "cpu_runs_bf16", lambda: setting == "0")
 
     assert pick_runtime().name == expected
+
+
+@pytest.mark.parametrize("cpu_has_bf16", [True, False])
+def test_bf16_forced_without_bf16_kernels_is_warned_about(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, cpu_has_bf16: bool
+) -> None:
+    monkeypatch.setenv(CPU_BF16_ENV, "1")
+    monkeypatch.setattr(inference, "cpu_runs_bf16", lambda: cpu_has_bf16)
+
+    with caplog.at_level(logging.WARNING, logger=inference.__name__):
+        assert pick_runtime().name == "cpu/bfloat16"
+
+    assert ("without bf16 kernels" in caplog.text) is not cpu_has_bf16
 
 
 def test_the_cpu_check_runs_on_this_torch() -> None:

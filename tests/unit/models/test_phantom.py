@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from models.reference.dicom_series import phantom_volume, write_series
-from models.reference.phantom import Geometry, generate
+from models.reference.phantom import BAND_SHARES, Geometry, band_shares_with, generate
 from models.reference.samples import training_phantom
 from models.volume import load_files
 
@@ -55,3 +56,23 @@ def test_a_training_slab_with_more_nodules_is_the_same_slab() -> None:
     assert 1 <= len(usual.nodules) <= 6
     assert len(rich.nodules) == 10
     assert set(np.unique(rich.labels)) == set(range(11))
+
+
+def test_a_training_slab_with_more_small_nodules_is_the_same_slab_with_smaller_ones() -> None:
+    usual = training_phantom(11, nodule_count=10)
+    small = training_phantom(11, nodule_count=10, band_shares=band_shares_with(0.9))
+
+    assert small.geometry == usual.geometry
+    np.testing.assert_array_equal(small.lungs, usual.lungs)
+    assert len(small.nodules) == 10
+    assert sum(n.diameter_mm < 6 for n in small.nodules) > sum(
+        n.diameter_mm < 6 for n in usual.nodules
+    )
+
+
+def test_shares_with_a_small_band_keep_the_other_bands_in_proportion() -> None:
+    shares = band_shares_with(0.6)
+
+    assert shares[0] == 0.6
+    assert sum(shares) == pytest.approx(1.0)
+    assert shares[1] / shares[2] == pytest.approx(BAND_SHARES[1] / BAND_SHARES[2])

@@ -28,8 +28,8 @@ PLACEMENTS = ("free", "juxta-pleural", "near-vessel")
 SIZE_BANDS_MM = ((3.0, 6.0), (6.0, 10.0), (10.0, 25.0))
 BAND_SHARES = (0.4, 0.3, 0.3)
 """The chance of each size band; training's mining may over-draw small nodules
-(`--mining-small-share`). Any shares draw the same random numbers, so the rest of a phantom
-does not change with them."""
+(`--mining-small-share`). Any shares draw a band from the same random number, so the chest
+(geometry, anatomy) does not change with them; where the nodules land may."""
 
 
 @dataclass(frozen=True)

@@ -149,9 +149,11 @@ def train_classifier(
     spatial: bool = False,
     start: nn.Module | None = None,
     max_lr: float = 1e-3,
+    bf16: bool = False,
 ) -> tuple[nn.Module, dict[str, float]]:
     """Train a classifier (with the spatial head or not) from scratch, or go on training
-    `start` (fine-tuning: with a lower `max_lr`)."""
+    `start` (fine-tuning: with a lower `max_lr`); `bf16`: under CPU bf16 autocast (about 1.6
+    times faster where the CPU has bf16 kernels; the shipped classifier was trained in fp32)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = start if start is not None else CandidateClassifier(spatial)
@@ -167,7 +169,9 @@ def train_classifier(
     for step in range(1, steps + 1):
         pick = torch.from_numpy(rng.integers(0, len(labels), size=32))
         optimiser.zero_grad(set_to_none=True)
-        loss = loss_fn(model(augment(inputs[pick], rng)), labels[pick])
+        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+            logits = model(augment(inputs[pick], rng))
+        loss = loss_fn(logits.float(), labels[pick])
         loss.backward()
         optimiser.step()
         schedule.step()

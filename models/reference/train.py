@@ -36,7 +36,7 @@ import torch
 
 from models.pipelines.blob_prefilter import BlobPrefilter
 from models.pipelines.blobs import BlobGates
-from models.pipelines.inference import pick_runtime, prepare
+from models.pipelines.inference import cpu_runs_bf16, pick_runtime, prepare
 from models.pipelines.lung_nodule import LungNodulePipeline, Thresholds
 from models.reference import WEIGHTS_DIR
 from models.reference.classifier_training import (
@@ -92,6 +92,7 @@ def run_classifier_stage(
         "mining_small_share": args.mining_small_share,
         "mining_prefilter": args.mining_prefilter,
         "classifier_peak_lr": args.classifier_lr,
+        "classifier_bf16": args.classifier_bf16,
     }
     if args.mined is not None and args.mined.exists():
         mined = Mined.load(args.mined)
@@ -118,7 +119,14 @@ def run_classifier_stage(
         spatial = key == "blob_classifier" or args.spatial_classifier
         start = load_classifier(args.weights / f"{key}.pt") if args.fine_tune else None
         model, trained = train_classifier(
-            data.inputs, data.labels, steps[key], args.seed, spatial, start, args.classifier_lr
+            data.inputs,
+            data.labels,
+            steps[key],
+            args.seed,
+            spatial,
+            start,
+            args.classifier_lr,
+            args.classifier_bf16,
         )
         save_weights(model.state_dict(), args.weights / f"{key}.pt")
         origin = {"fine_tuned_from": _version(args.weights)} if args.fine_tune else {}
@@ -264,6 +272,11 @@ def main() -> None:
     )
     parser.add_argument("--classifier-lr", type=float, default=1e-3, help="peak learning rate")
     parser.add_argument(
+        "--classifier-bf16",
+        action="store_true",
+        help="train the classifiers under CPU bf16 autocast (faster; the shipped ones: fp32)",
+    )
+    parser.add_argument(
         "--prefilter-phantoms",
         type=int,
         default=60,
@@ -277,6 +290,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.stage == "detector-fine-tune" and args.detector_fine_tune_steps == 0:
         parser.error("--stage detector-fine-tune needs --detector-fine-tune-steps N")
+    if args.classifier_bf16 and not cpu_runs_bf16():
+        parser.error("--classifier-bf16: this CPU has no bf16 kernels, where bf16 is slower")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(2)
     args.scratch.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ from models.pipelines.candidates import (
     classifier_inputs,
     find_candidates,
 )
-from models.pipelines.inference import Runtime, sliding_window_probability
+from models.pipelines.inference import Runtime, autocast, sliding_window_probability
 from models.pipelines.symmetry import View
 from models.reference.network import (
     DETECTOR_OVERLAP,
@@ -157,6 +157,7 @@ def train_classifier(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = start if start is not None else CandidateClassifier(spatial)
+    precision = Runtime(torch.device("cpu"), torch.bfloat16 if bf16 else None)
     optimiser = torch.optim.AdamW(model.parameters(), lr=max_lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimiser, max_lr=max_lr, total_steps=steps, pct_start=0.1
@@ -169,7 +170,7 @@ def train_classifier(
     for step in range(1, steps + 1):
         pick = torch.from_numpy(rng.integers(0, len(labels), size=32))
         optimiser.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+        with autocast(precision):
             logits = model(augment(inputs[pick], rng))
         loss = loss_fn(logits.float(), labels[pick])
         loss.backward()

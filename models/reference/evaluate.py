@@ -1,9 +1,11 @@
 """Evaluate the reference pipeline on held-out phantoms: `python -m models.reference.evaluate`.
 
-Prints voxel Dice, lesion-level sensitivity by size band and false positives per scan, and writes
-them to a JSON file. `--split validation --tune` instead picks the two classifier thresholds
-(the detector's candidates', the blob candidates') together on the validation seeds (never the
-evaluation seeds) and stores them in the weights' metadata.
+Prints voxel Dice, lesion-level sensitivity by size band and false positives per scan, overall and
+for each kind of phantom geometry (`geometry_group`: matrix and pixels, thin or thick slices), and
+writes them to a JSON file; `--matrix` takes only the split's phantoms of one matrix. `--split
+validation --tune` instead picks the two classifier thresholds (the detector's candidates', the
+blob candidates') together on the validation seeds (never the evaluation seeds) and stores them
+in the weights' metadata.
 """
 
 from __future__ import annotations
@@ -13,14 +15,15 @@ import dataclasses
 import json
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from models.pipelines.lung_nodule import WEIGHTS_DIR, LungNodulePipeline
 from models.reference.dicom_series import phantom_volume
-from models.reference.metrics import CaseTable, merge, outcome, summarise, tabulate
-from models.reference.phantom import generate
+from models.reference.metrics import CaseOutcome, CaseTable, merge, outcome, summarise, tabulate
+from models.reference.phantom import PIXEL_SPACINGS_MM, Geometry, generate, seed_geometry
 from models.reference.samples import EVALUATION_SEED_BASE, VALIDATION_SEED_BASE
 
 log = logging.getLogger(__name__)
@@ -29,10 +32,27 @@ PIPELINE, DETECTOR, BLOB = "pipeline", "detector", "blob"
 NEVER = 1.01  # a threshold no confidence reaches
 DETECTOR_GRID = np.round(np.arange(0.05, 1.0, 0.05), 2)
 BLOB_GRID = np.round(np.concatenate([np.arange(0.80, 0.99, 0.01), [0.99, 0.995, NEVER]]), 3)
+THIN_SLICES_MM = 1.5  # the thickest slice of a "thin-slice" phantom
+
+
+def geometry_group(geometry: Geometry) -> str:
+    """The kind of phantom geometry, for sensitivity by geometry: matrix (with its pixel
+    spacings) and thin (1-1.5 mm) or thick (2-3 mm) slices."""
+    low, high = PIXEL_SPACINGS_MM[geometry.matrix]
+    slices = "1-1.5" if geometry.slice_thickness <= THIN_SLICES_MM else "2-3"
+    return f"{geometry.matrix} matrix ({low:.1f}-{high:.1f} mm pixels), {slices} mm slices"
+
+
+def by_geometry(outcomes: list[CaseOutcome], groups: list[str]) -> dict[str, object]:
+    """`summarise` of the cases of each geometry group (`groups`: each case's group)."""
+    return {
+        group: summarise([case for case, own in zip(outcomes, groups, strict=True) if own == group])
+        for group in sorted(set(groups))
+    }
 
 
 def run_cases(
-    pipeline: LungNodulePipeline, seeds: range, source: str
+    pipeline: LungNodulePipeline, seeds: Sequence[int], source: str
 ) -> tuple[list[CaseTable], list[float]]:
     tables, seconds = [], []
     for seed in seeds:
@@ -56,7 +76,7 @@ def run_cases(
 
 
 def tuning_tables(
-    pipeline: LungNodulePipeline, seeds: range
+    pipeline: LungNodulePipeline, seeds: Sequence[int]
 ) -> tuple[list[CaseTable], list[float]]:
     """Every candidate of each case with its confidence and source: one run keeping all the
     detector's candidates and no blob, one keeping every blob and no detector candidate."""
@@ -103,6 +123,12 @@ def main() -> None:
     )
     parser.add_argument("--split", choices=["evaluation", "validation"], default="evaluation")
     parser.add_argument(
+        "--matrix",
+        type=int,
+        choices=sorted(PIXEL_SPACINGS_MM),
+        help="only the phantoms of this matrix among the split's --cases seeds",
+    )
+    parser.add_argument(
         "--tune", action="store_true", help="choose the classifier threshold (validation only)"
     )
     parser.add_argument(
@@ -123,7 +149,11 @@ def main() -> None:
     split_base = VALIDATION_SEED_BASE if args.split == "validation" else EVALUATION_SEED_BASE
     base = split_base + args.first_case
     pipeline = LungNodulePipeline(args.weights)
-    seeds = range(base, base + args.cases)
+    seeds = [
+        seed
+        for seed in range(base, base + args.cases)
+        if args.matrix is None or seed_geometry(seed).matrix == args.matrix
+    ]
     metadata_path = args.weights / "reference.json"
     metadata = json.loads(metadata_path.read_text())
     if args.tune:
@@ -133,9 +163,15 @@ def main() -> None:
         summary.update(thresholds=chosen, max_false_positives=args.max_false_positives)
     else:  # the pipeline applies its own thresholds: every lesion it reports counts
         tables, seconds = run_cases(pipeline, seeds, PIPELINE)
-        summary = summarise([outcome(table, {PIPELINE: 0.0}) for table in tables])
+        chosen = {PIPELINE: 0.0}
+        summary = summarise([outcome(table, chosen) for table in tables])
+    groups = [geometry_group(seed_geometry(seed)) for seed in seeds]
     summary.update(
-        split=args.split, seeds=[base, base + args.cases - 1], mean_seconds=float(np.mean(seconds))
+        by_geometry=by_geometry([outcome(table, chosen) for table in tables], groups),
+        split=args.split,
+        seeds=[base, base + args.cases - 1],
+        matrix=args.matrix,
+        mean_seconds=float(np.mean(seconds)),
     )
     if args.tune or args.record:
         metadata[args.split] = summary

@@ -12,7 +12,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SIZE_BANDS = (("3-6 mm", 3.0, 6.0), ("6-10 mm", 6.0, 10.0), ("10-25 mm", 10.0, 25.01))
+from models.reference.phantom import SIZE_BANDS_MM
+
+SIZE_BANDS = tuple(
+    (f"{low:g}-{high:g} mm", low, high + 0.01 if index == len(SIZE_BANDS_MM) - 1 else high)
+    for index, (low, high) in enumerate(SIZE_BANDS_MM)
+)
+"""The generator's size bands, named for reports; the last one includes its upper end."""
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.reference.evaluate import BLOB, DETECTOR, NEVER, choose_thresholds
+from models.reference.evaluate import (
+    BLOB,
+    DETECTOR,
+    NEVER,
+    by_geometry,
+    choose_thresholds,
+    geometry_group,
+)
 from models.reference.metrics import CaseTable, merge, outcome, tabulate
+from models.reference.phantom import Geometry
 
 
 def a_case() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -69,3 +77,26 @@ def test_a_larger_false_positive_budget_buys_the_nodule_ranked_below_a_false_pos
     assert strict[BLOB] > 0.9 and strict_summary["false_positives_per_scan"] == 0.0
     assert loose[BLOB] <= 0.85 and loose_summary["false_positives_per_scan"] == 1.0
     assert loose_summary["sensitivity_by_size"]["3-6 mm"]["detected"] == 1  # type: ignore[index]
+
+
+def test_geometry_groups_name_the_matrix_with_its_pixels_and_thin_or_thick_slices() -> None:
+    fine_thin = Geometry(matrix=512, pixel_spacing=0.7, slice_thickness=1.5, slices=200)
+    coarse_thick = Geometry(matrix=256, pixel_spacing=1.4, slice_thickness=2.0, slices=150)
+
+    assert geometry_group(fine_thin) == "512 matrix (0.6-1.0 mm pixels), 1-1.5 mm slices"
+    assert geometry_group(coarse_thick) == "256 matrix (1.2-1.6 mm pixels), 2-3 mm slices"
+
+
+def test_each_geometry_group_is_summarised_from_its_own_cases() -> None:
+    [table] = tables()
+    found = outcome(table, {DETECTOR: 0.9, BLOB: 0.95})  # both nodules, no false positive
+    missed = outcome(table, {DETECTOR: 0.5, BLOB: NEVER})  # one nodule, one false positive
+
+    summary = by_geometry([found, missed, found], ["thin", "thick", "thin"])
+
+    assert sorted(summary) == ["thick", "thin"]
+    thin, thick = summary["thin"], summary["thick"]
+    assert isinstance(thin, dict) and isinstance(thick, dict)
+    assert (thin["cases"], thin["false_positives_per_scan"]) == (2, 0.0)
+    assert (thick["cases"], thick["false_positives_per_scan"]) == (1, 1.0)
+    assert thick["sensitivity_by_size"]["3-6 mm"]["detected"] == 0

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from models.reference.dicom_series import phantom_volume, write_series
-from models.reference.phantom import BAND_SHARES, Geometry, band_shares_with, generate
+from models.reference.phantom import (
+    BAND_SHARES,
+    PIXEL_SPACINGS_MM,
+    Geometry,
+    band_shares_with,
+    generate,
+    seed_geometry,
+)
 from models.reference.samples import training_phantom
 from models.volume import load_files
 
@@ -76,3 +83,17 @@ def test_shares_with_a_small_band_keep_the_other_bands_in_proportion() -> None:
     assert shares[0] == 0.6
     assert sum(shares) == pytest.approx(1.0)
     assert shares[1] / shares[2] == pytest.approx(BAND_SHARES[1] / BAND_SHARES[2])
+
+
+@pytest.mark.parametrize("seed", [1, 2])  # a 256 and a 512 matrix
+def test_seed_geometry_is_the_geometry_the_phantom_of_that_seed_is_drawn_with(seed: int) -> None:
+    drawn = seed_geometry(seed)
+    slab = generate(seed, nodule_count=0, window=(150, 156))
+
+    assert (slab.geometry.matrix, slab.geometry.pixel_spacing, slab.geometry.slice_thickness) == (
+        drawn.matrix,
+        drawn.pixel_spacing,
+        drawn.slice_thickness,
+    )
+    low, high = PIXEL_SPACINGS_MM[drawn.matrix]
+    assert low <= drawn.pixel_spacing <= high

@@ -149,25 +149,23 @@ def main() -> None:
     split_base = VALIDATION_SEED_BASE if args.split == "validation" else EVALUATION_SEED_BASE
     base = split_base + args.first_case
     pipeline = LungNodulePipeline(args.weights)
-    seeds = [
-        seed
-        for seed in range(base, base + args.cases)
-        if args.matrix is None or seed_geometry(seed).matrix == args.matrix
-    ]
+    drawn = {seed: seed_geometry(seed) for seed in range(base, base + args.cases)}
+    seeds = [s for s, geometry in drawn.items() if args.matrix in (None, geometry.matrix)]
     metadata_path = args.weights / "reference.json"
     metadata = json.loads(metadata_path.read_text())
     if args.tune:
         tables, seconds = tuning_tables(pipeline, seeds)
-        chosen, summary = choose_thresholds(tables, args.max_false_positives)
+        chosen, _ = choose_thresholds(tables, args.max_false_positives)
         metadata["thresholds"].update(classifier=chosen[DETECTOR], blob_classifier=chosen[BLOB])
-        summary.update(thresholds=chosen, max_false_positives=args.max_false_positives)
     else:  # the pipeline applies its own thresholds: every lesion it reports counts
         tables, seconds = run_cases(pipeline, seeds, PIPELINE)
         chosen = {PIPELINE: 0.0}
-        summary = summarise([outcome(table, chosen) for table in tables])
-    groups = [geometry_group(seed_geometry(seed)) for seed in seeds]
+    outcomes = [outcome(table, chosen) for table in tables]
+    summary = summarise(outcomes)
+    if args.tune:
+        summary.update(thresholds=chosen, max_false_positives=args.max_false_positives)
     summary.update(
-        by_geometry=by_geometry([outcome(table, chosen) for table in tables], groups),
+        by_geometry=by_geometry(outcomes, [geometry_group(drawn[seed]) for seed in seeds]),
         split=args.split,
         seeds=[base, base + args.cases - 1],
         matrix=args.matrix,
